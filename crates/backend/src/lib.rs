@@ -1,0 +1,262 @@
+//! The backend-agnostic language-model trait and the scoring primitive every metric builds on.
+//!
+//! Every metric in lmdensity (perplexity in both modes, task log-likelihoods, greedy matches)
+//! is computed from one operation, [`LanguageModel::score`]: for each token sequence, the
+//! log-probability the model gives each target token given everything before it, and whether it
+//! was the model's argmax. Engines (llama.cpp, candle) implement only that and tokenization.
+//! [`score_logits`] is the one place logits become scores, so all engines agree on the maths.
+
+pub mod toy;
+
+use serde::{Deserialize, Serialize};
+
+/// A token id in the model's vocabulary.
+pub type TokenId = i32;
+
+/// Static facts about a loaded model that metrics need.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ModelInfo {
+    /// Architecture as declared by the weights (e.g. `llama`, `gemma3`).
+    pub architecture: String,
+    /// Vocabulary size (width of a logits row).
+    pub n_vocab: usize,
+    /// Context length the model was trained with.
+    pub n_ctx_train: usize,
+    /// Parameter count.
+    pub n_params: u64,
+    /// Beginning-of-sequence token, if the vocabulary has one.
+    pub bos: Option<TokenId>,
+    /// End-of-sequence / end-of-text token, if the vocabulary has one.
+    pub eos: Option<TokenId>,
+    /// Whether the tokenizer adds BOS by default (GGUF `tokenizer.ggml.add_bos_token`).
+    pub add_bos: bool,
+}
+
+/// Score `tokens[score_from..]`, each conditioned on all tokens before it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScoreRequest {
+    /// The whole sequence: conditioning context followed by the targets.
+    pub tokens: Vec<TokenId>,
+    /// Index of the first target; at least 1 (the first token has nothing to condition on).
+    pub score_from: usize,
+}
+
+impl ScoreRequest {
+    /// Number of target tokens.
+    pub fn n_targets(&self) -> usize {
+        self.tokens.len().saturating_sub(self.score_from)
+    }
+}
+
+/// The model's verdict on one target token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TokenScore {
+    /// ln p(target | prefix), natural log.
+    pub logprob: f64,
+    /// Whether the target was the argmax of the distribution (first index wins ties).
+    pub is_greedy: bool,
+}
+
+/// Errors shared by all backends; each says which file or request it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The weights could not be loaded.
+    #[error("{path}: cannot load model: {reason}")]
+    Load {
+        /// The weights file.
+        path: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A request is malformed (empty, nothing to score, longer than the context).
+    #[error("request {index}: {reason}")]
+    BadRequest {
+        /// Position of the request in the batch.
+        index: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The model produced NaN or infinite logits.
+    #[error("request {index}, position {position}: model produced non-finite logits ({value}); the weights may be corrupt or the computation overflowed")]
+    NonFiniteLogits {
+        /// Request index.
+        index: usize,
+        /// Token position whose logits were bad.
+        position: usize,
+        /// The offending value.
+        value: f32,
+    },
+    /// A token id is outside the vocabulary.
+    #[error("request {index}: token id {token} is outside the vocabulary of {n_vocab}")]
+    TokenOutOfRange {
+        /// Request index.
+        index: usize,
+        /// The token.
+        token: TokenId,
+        /// Vocabulary size.
+        n_vocab: usize,
+    },
+    /// The engine failed while computing.
+    #[error("{op}: {reason}")]
+    Engine {
+        /// What the engine was doing.
+        op: &'static str,
+        /// Its message.
+        reason: String,
+    },
+}
+
+/// A language model that can tokenize text and score token sequences.
+pub trait LanguageModel {
+    /// Facts about the model.
+    fn info(&self) -> &ModelInfo;
+
+    /// Largest sequence length one request may have (the context the engine was created with).
+    fn max_sequence_len(&self) -> usize;
+
+    /// Tokenizes `text` as the model's tokenizer does; with `add_special`, BOS (and other
+    /// special tokens the tokenizer adds by default) are added.
+    fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, BackendError>;
+
+    /// Scores each request: one [`TokenScore`] per target token, in order. Engines may batch
+    /// requests and reuse the KV cache of a prefix shared with the previous request.
+    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError>;
+}
+
+/// Checks a request against a model before it reaches an engine.
+pub fn validate_request(
+    index: usize,
+    request: &ScoreRequest,
+    n_vocab: usize,
+    max_len: usize,
+) -> Result<(), BackendError> {
+    let bad = |reason: String| BackendError::BadRequest { index, reason };
+    if request.score_from == 0 {
+        return Err(bad(
+            "score_from must be at least 1: the first token has no context".into(),
+        ));
+    }
+    if request.score_from >= request.tokens.len() {
+        return Err(bad(format!(
+            "nothing to score: score_from {} with {} tokens",
+            request.score_from,
+            request.tokens.len()
+        )));
+    }
+    // The last token is only a target, never an input.
+    if request.tokens.len() - 1 > max_len {
+        return Err(bad(format!(
+            "{} input tokens exceed the context of {max_len}",
+            request.tokens.len() - 1
+        )));
+    }
+    if let Some(&token) = request
+        .tokens
+        .iter()
+        .find(|&&t| t < 0 || t as usize >= n_vocab)
+    {
+        return Err(BackendError::TokenOutOfRange {
+            index,
+            token,
+            n_vocab,
+        });
+    }
+    Ok(())
+}
+
+/// Turns one row of logits into the score of `target`: log-softmax in f64 after subtracting the
+/// max, and argmax with the first index winning ties. Non-finite logits are an error.
+pub fn score_logits(logits: &[f32], target: TokenId) -> Result<TokenScore, f32> {
+    let mut max = f32::NEG_INFINITY;
+    let mut argmax = 0usize;
+    for (i, &l) in logits.iter().enumerate() {
+        if !l.is_finite() {
+            return Err(l);
+        }
+        if l > max {
+            max = l;
+            argmax = i;
+        }
+    }
+    // Accumulate in f32 lanes (vectorisable), fold into f64 per chunk for accuracy.
+    let mut sum = 0f64;
+    for chunk in logits.chunks(1024) {
+        let s: f32 = chunk.iter().map(|&l| (l - max).exp()).sum();
+        sum += f64::from(s);
+    }
+    let t = target as usize;
+    Ok(TokenScore {
+        logprob: f64::from(logits[t] - max) - sum.ln(),
+        is_greedy: argmax == t,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_softmax_matches_definition() {
+        let logits = [1.0f32, 2.0, 3.0, 0.5];
+        let z: f64 = logits.iter().map(|&l| f64::from(l).exp()).sum();
+        for (t, &l) in logits.iter().enumerate() {
+            let s = score_logits(&logits, t as TokenId).expect("finite");
+            assert!((s.logprob - (f64::from(l) - z.ln())).abs() < 1e-6);
+            assert_eq!(s.is_greedy, t == 2);
+        }
+    }
+
+    #[test]
+    fn large_logits_do_not_overflow() {
+        let logits = [1000.0f32, 999.0];
+        let s = score_logits(&logits, 1).expect("finite");
+        assert!((s.logprob - (-1.0 - (1.0 + (-1.0f64).exp()).ln())).abs() < 1e-6);
+    }
+
+    #[test]
+    fn nan_is_refused() {
+        assert!(score_logits(&[0.0, f32::NAN], 0).is_err());
+    }
+
+    #[test]
+    fn ties_go_to_first_index() {
+        let s = score_logits(&[2.0, 2.0], 1).expect("finite");
+        assert!(!s.is_greedy);
+    }
+
+    #[test]
+    fn validation_catches_bad_requests() {
+        let ok = ScoreRequest {
+            tokens: vec![1, 2, 3],
+            score_from: 1,
+        };
+        assert!(validate_request(0, &ok, 10, 8).is_ok());
+        let nothing = ScoreRequest {
+            tokens: vec![1, 2],
+            score_from: 2,
+        };
+        assert!(validate_request(0, &nothing, 10, 8).is_err());
+        let zero = ScoreRequest {
+            tokens: vec![1, 2],
+            score_from: 0,
+        };
+        assert!(validate_request(0, &zero, 10, 8).is_err());
+        let oov = ScoreRequest {
+            tokens: vec![1, 20],
+            score_from: 1,
+        };
+        assert!(matches!(
+            validate_request(3, &oov, 10, 8),
+            Err(BackendError::TokenOutOfRange {
+                index: 3,
+                token: 20,
+                ..
+            })
+        ));
+        let long = ScoreRequest {
+            tokens: vec![1; 10],
+            score_from: 1,
+        };
+        assert!(validate_request(0, &long, 10, 8).is_err());
+    }
+}

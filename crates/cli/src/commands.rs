@@ -1,0 +1,501 @@
+//! What each command does: resolve files and hardware, load the model, run the metric, store
+//! and print results.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use lmdensity_core::hardware::Hardware;
+use lmdensity_core::schema::{BackendRecord, ModelRecord, RunManifest, SoftwareRecord};
+use lmdensity_core::store::{resume_key, StoredRun};
+use lmdensity_core::{progress, ResultsStore, RunMetrics, SCHEMA_VERSION};
+use lmdensity_eval::{corpus, perplexity, Corpus, PerplexityMode};
+use lmdensity_hub::{gguf, Fetcher, Registry, ResolvedModel};
+use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
+use serde_json::json;
+use tabled::settings::Style;
+use tabled::{Table, Tabled};
+
+use crate::cli::{Cli, Command, Mode, ModelArgs, PplArgs};
+
+/// The registry compiled into the binary, used when no models.toml is found.
+const BUILTIN_REGISTRY: &str = include_str!("../../../models.toml");
+
+/// Parses arguments and runs the command.
+pub fn run() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    progress::set_quiet(cli.quiet);
+    match &cli.command {
+        Command::Run(args) => {
+            let ppl = |mode| PplArgs {
+                model: args.model.clone(),
+                corpus: args.corpus.clone(),
+                mode,
+                max_length: None,
+                n_ctx: 512,
+                resume: args.resume,
+            };
+            let runs = measure_perplexity(&cli, &ppl(Mode::Both))?;
+            print_table(&runs, false);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ppl(args) => {
+            let runs = measure_perplexity(&cli, args)?;
+            print_table(&runs, false);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fetch { ids } => {
+            let registry = load_registry(&cli)?;
+            let fetcher = Fetcher::from_env(cli.quiet);
+            for id in ids {
+                let entry = registry.get(id)?;
+                let resolved = fetcher.resolve(entry, &registry.base_dir())?;
+                for (path, sha) in resolved.paths.iter().zip(&resolved.sha256) {
+                    println!(
+                        "{id}\t{}\tsha256:{sha}\t({})",
+                        path.display(),
+                        resolved.source
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Models => {
+            let registry = load_registry(&cli)?;
+            print_models(&registry);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Corpus { name, output } => {
+            let corpus = corpus::load(name, &Fetcher::from_env(cli.quiet))?;
+            let text = corpus.joined();
+            match output {
+                Some(path) => std::fs::write(path, &text)
+                    .with_context(|| format!("writing {}", path.display()))?,
+                None => {
+                    use std::io::Write;
+                    std::io::stdout().write_all(text.as_bytes())?;
+                }
+            }
+            eprintln!(
+                "{}: {} documents, {} bytes, sha256 {} ({})",
+                corpus.name,
+                corpus.documents.len(),
+                text.len(),
+                corpus.sha256,
+                corpus.origin
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report { all } => {
+            let runs = ResultsStore::new(&cli.results_dir).runs()?;
+            if runs.is_empty() {
+                println!("no runs in {}", cli.results_dir.display());
+            } else {
+                print_table(&runs, *all);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_registry(cli: &Cli) -> Result<Registry> {
+    let explicit = cli.registry.clone();
+    let local = PathBuf::from("models.toml");
+    match explicit {
+        Some(path) => Ok(Registry::load(&path)?),
+        None if local.is_file() => Ok(Registry::load(&local)?),
+        None => Ok(Registry::parse(
+            BUILTIN_REGISTRY,
+            Path::new("<built-in models.toml>"),
+        )?),
+    }
+}
+
+/// The model to load: a registry entry resolved through the fetcher, or a local path.
+fn resolve_model(
+    cli: &Cli,
+    args: &ModelArgs,
+) -> Result<(ResolvedModel, Option<lmdensity_hub::ModelEntry>)> {
+    let fetcher = Fetcher::from_env(cli.quiet);
+    if let Some(path) = &args.model_path {
+        return Ok((fetcher.resolve_path(path)?, None));
+    }
+    let registry = load_registry(cli)?;
+    let id = args
+        .model
+        .clone()
+        .unwrap_or_else(|| registry.default_model.clone());
+    let entry = registry.get(&id)?.clone();
+    if entry.format != "gguf" {
+        bail!(
+            "model `{id}` is {} weights; this build measures GGUF files with llama.cpp (the candle backend for safetensors is not built yet)",
+            entry.format
+        );
+    }
+    let resolved = fetcher.resolve(&entry, &registry.base_dir())?;
+    Ok((resolved, Some(entry)))
+}
+
+fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
+    let (resolved, _entry) = resolve_model(cli, &args.model)?;
+    let weights = resolved.weights().to_path_buf();
+    let header = gguf::read(&weights)?;
+    let hardware = Hardware::detect();
+    if hardware.ram_available_bytes > 0 && header.file_bytes > hardware.ram_available_bytes {
+        bail!(
+            "{}: {:.2} GiB of weights exceed the {:.2} GiB of memory available",
+            weights.display(),
+            header.file_bytes as f64 / (1u64 << 30) as f64,
+            hardware.ram_available_bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+    let threads = match args.model.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(t) if t as usize > hardware.cpu_threads => bail!(
+            "--threads {t} exceeds the {} logical CPUs of this machine",
+            hardware.cpu_threads
+        ),
+        Some(t) => t,
+        None => hardware.cpu_threads as u32,
+    };
+    if args.model.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let config = LlamaCppConfig {
+        threads,
+        batch_size: args.model.batch_size,
+        gpu_layers: args.model.gpu_layers,
+        verbose: cli.verbose,
+    };
+    let fetcher = Fetcher::from_env(cli.quiet);
+    let corpus = corpus::load(&args.corpus, &fetcher)?;
+    let model = LlamaCppModel::load(&weights, config.clone())?;
+    let n_ctx_train = model.info().n_ctx_train;
+    let modes: Vec<PerplexityMode> = {
+        let harness = || -> Result<PerplexityMode> {
+            let max_length = args.max_length.unwrap_or(n_ctx_train.min(2048));
+            if max_length == 0 || max_length > n_ctx_train {
+                bail!("--max-length {max_length} must be between 1 and the model's context {n_ctx_train}");
+            }
+            Ok(PerplexityMode::Harness { max_length })
+        };
+        let llama = || -> Result<PerplexityMode> {
+            if args.n_ctx < 4 || args.n_ctx > n_ctx_train {
+                bail!(
+                    "--n-ctx {} must be between 4 and the model's context {n_ctx_train}",
+                    args.n_ctx
+                );
+            }
+            Ok(PerplexityMode::LlamaCpp { n_ctx: args.n_ctx })
+        };
+        match args.mode {
+            Mode::Harness => vec![harness()?],
+            Mode::LlamaCpp => vec![llama()?],
+            Mode::Both => vec![harness()?, llama()?],
+        }
+    };
+    let store = ResultsStore::new(&cli.results_dir);
+    let model_record = ModelRecord {
+        id: resolved.id.clone(),
+        path: weights.display().to_string(),
+        sha256: resolved.sha256[0].clone(),
+        file_bytes: header.file_bytes,
+        format: "gguf".into(),
+        quantization: header.quantization(),
+        architecture: header.architecture().to_string(),
+        n_params: model.info().n_params,
+        n_vocab: model.info().n_vocab as u64,
+        n_ctx_train: n_ctx_train as u64,
+    };
+    let mut finished = Vec::new();
+    for mode in modes {
+        let mut session = model.session(mode.context_needed())?;
+        let settings: BTreeMap<String, serde_json::Value> = [
+            ("corpus", json!(corpus.name)),
+            ("corpus_sha256", json!(corpus.sha256)),
+            ("corpus_origin", json!(corpus.origin)),
+            ("corpus_documents", json!(corpus.documents.len())),
+            ("corpus_bytes", json!(corpus.n_bytes())),
+            ("mode", json!(mode.name())),
+            (
+                match mode {
+                    PerplexityMode::Harness { .. } => "max_length",
+                    PerplexityMode::LlamaCpp { .. } => "n_ctx",
+                },
+                json!(mode.context_needed()),
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let key = resume_key(&json!({
+            "model_sha256": model_record.sha256,
+            "backend": "llama.cpp",
+            "kind": "perplexity",
+            "settings": settings,
+        }));
+        let resumed = if args.resume {
+            store.find_resumable(&key)?
+        } else {
+            None
+        };
+        let mut handle = match resumed {
+            Some(h) => {
+                if !progress::is_quiet() {
+                    eprintln!(
+                        "resuming {} ({} windows already scored)",
+                        h.dir().display(),
+                        h.finished_samples().len()
+                    );
+                }
+                h
+            }
+            None => store.create_run(manifest(
+                &model_record,
+                &config,
+                &hardware,
+                &corpus,
+                mode,
+                settings,
+                key,
+                &resolved,
+            ))?,
+        };
+        let bar = progress::bar(
+            0,
+            &format!("{} {} ({})", resolved.id, corpus.name, mode.name()),
+            "tokens",
+        );
+        let result = perplexity::run(
+            &mut session,
+            &corpus,
+            mode,
+            &mut handle,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        );
+        bar.finish_and_clear();
+        result.with_context(|| {
+            format!(
+                "perplexity run {} (finished windows are kept; rerun with --resume)",
+                handle.dir().display()
+            )
+        })?;
+        let dir = handle.dir().to_path_buf();
+        let run = store
+            .runs()?
+            .into_iter()
+            .find(|r| r.dir == dir)
+            .with_context(|| format!("{}: run vanished from the store", dir.display()))?;
+        finished.push(run);
+    }
+    Ok(finished)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn manifest(
+    model: &ModelRecord,
+    config: &LlamaCppConfig,
+    hardware: &Hardware,
+    corpus: &Corpus,
+    mode: PerplexityMode,
+    settings: BTreeMap<String, serde_json::Value>,
+    key: String,
+    resolved: &ResolvedModel,
+) -> RunManifest {
+    let now = chrono::Utc::now();
+    let sanitize = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect()
+    };
+    let corpus_label = Path::new(&corpus.name)
+        .file_name()
+        .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
+    let run_id = format!(
+        "{}-{}-ppl-{}-{}-{}",
+        now.format("%Y%m%dT%H%M%S"),
+        sanitize(&model.id),
+        sanitize(&corpus_label),
+        sanitize(mode.name()),
+        &key[..8]
+    );
+    let mut settings = settings;
+    settings.insert("model_source".into(), json!(resolved.source));
+    RunManifest {
+        schema_version: SCHEMA_VERSION,
+        run_id,
+        kind: "perplexity".into(),
+        started_at: now.to_rfc3339(),
+        model: model.clone(),
+        backend: BackendRecord {
+            name: "llama.cpp".into(),
+            version: lmdensity_llamacpp::BINDING_VERSION.into(),
+            device: if config.gpu_layers > 0 && lmdensity_llamacpp::supports_gpu_offload() {
+                "cuda".into()
+            } else {
+                "cpu".into()
+            },
+            threads: config.threads,
+            build_features: lmdensity_llamacpp::build_features(),
+            settings: [
+                ("batch_size".to_string(), json!(config.batch_size)),
+                ("gpu_layers".to_string(), json!(config.gpu_layers)),
+            ]
+            .into_iter()
+            .collect(),
+        },
+        hardware: hardware.clone(),
+        software: SoftwareRecord {
+            lmdensity_version: env!("CARGO_PKG_VERSION").into(),
+            git_revision: env!("LMDENSITY_GIT_REVISION").into(),
+            target_features: env!("LMDENSITY_TARGET_FEATURES").into(),
+            crate_versions: [("llama-cpp-2".to_string(), "0.1.160".to_string())]
+                .into_iter()
+                .collect(),
+        },
+        settings,
+        resume_key: key,
+    }
+}
+
+#[derive(Tabled)]
+struct Row {
+    model: String,
+    backend: String,
+    quant: String,
+    corpus: String,
+    mode: String,
+    metric: String,
+    value: String,
+    status: String,
+}
+
+const HEADLINE: &[&str] = &[
+    "bits_per_byte",
+    "byte_perplexity",
+    "word_perplexity",
+    "token_perplexity",
+    "perplexity",
+];
+
+fn fmt_value(value: f64, stderr: Option<f64>) -> String {
+    match stderr {
+        Some(se) => format!("{value:.4} ± {se:.4}"),
+        None => format!("{value:.4}"),
+    }
+}
+
+fn rows(runs: &[StoredRun], all: bool) -> Vec<Row> {
+    let mut out = Vec::new();
+    for run in runs {
+        let m = &run.manifest;
+        let setting = |k: &str| {
+            m.settings
+                .get(k)
+                .map(|v| v.as_str().map_or(v.to_string(), str::to_string))
+                .unwrap_or_default()
+        };
+        let mode = match (
+            setting("mode").as_str(),
+            m.settings.get("max_length"),
+            m.settings.get("n_ctx"),
+        ) {
+            ("harness", Some(l), _) => format!("harness/{l}"),
+            ("llama.cpp", _, Some(n)) => format!("llama.cpp/{n}"),
+            (other, _, _) => other.to_string(),
+        };
+        let corpus = Path::new(&setting("corpus"))
+            .file_name()
+            .map_or(setting("corpus"), |n| n.to_string_lossy().into_owned());
+        let base = |metric: String, value: String, status: String| Row {
+            model: m.model.id.clone(),
+            backend: format!("{} ({}t)", m.backend.name, m.backend.threads),
+            quant: m.model.quantization.clone(),
+            corpus: corpus.clone(),
+            mode: mode.clone(),
+            metric,
+            value,
+            status,
+        };
+        match &run.metrics {
+            None => out.push(base(
+                "—".into(),
+                "no metrics (interrupted before any were written)".into(),
+                "partial".into(),
+            )),
+            Some(RunMetrics {
+                metrics, status, ..
+            }) => {
+                let status = format!("{status:?}").to_lowercase();
+                for metric in metrics
+                    .iter()
+                    .filter(|x| all || HEADLINE.contains(&x.name.as_str()))
+                {
+                    out.push(base(
+                        metric.name.clone(),
+                        fmt_value(metric.value, metric.stderr),
+                        status.clone(),
+                    ));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn print_table(runs: &[StoredRun], all: bool) {
+    let mut table = Table::new(rows(runs, all));
+    table.with(Style::markdown());
+    println!("{table}");
+}
+
+fn print_models(registry: &Registry) {
+    #[derive(Tabled)]
+    struct M {
+        id: String,
+        family: String,
+        params: String,
+        released: String,
+        variant: String,
+        format: String,
+        quant: String,
+        sources: String,
+    }
+    let rows: Vec<M> = registry
+        .models
+        .iter()
+        .map(|m| M {
+            id: if m.id == registry.default_model {
+                format!("{} (default)", m.id)
+            } else {
+                m.id.clone()
+            },
+            family: m.family.clone(),
+            params: format!("{:.1}M", m.params as f64 / 1e6),
+            released: m.release_date.clone(),
+            variant: m.variant.clone(),
+            format: m.format.clone(),
+            quant: m.quantization.clone(),
+            sources: m
+                .sources
+                .iter()
+                .map(|s| s.describe())
+                .collect::<Vec<_>>()
+                .join(" → "),
+        })
+        .collect();
+    let mut t = Table::new(rows);
+    t.with(Style::markdown());
+    println!("{t}");
+}

@@ -1,0 +1,165 @@
+//! The results schema: `manifest.json`, `metrics.json` and `samples.jsonl` of every run.
+//!
+//! Units live in field names (`_bytes`, `_s`), every metric says how it was computed, and the
+//! schema carries a version so older runs can be read or refused knowingly.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::hardware::Hardware;
+
+/// Version of the on-disk schema; bump when a field changes meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Everything needed to know what a run measured and to reproduce it (`manifest.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunManifest {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Directory name of the run under the results store.
+    pub run_id: String,
+    /// What was run, e.g. `perplexity`.
+    pub kind: String,
+    /// RFC 3339 time the run started.
+    pub started_at: String,
+    /// The model measured.
+    pub model: ModelRecord,
+    /// The engine that computed the numbers.
+    pub backend: BackendRecord,
+    /// The machine it ran on.
+    pub hardware: Hardware,
+    /// lmdensity's own version and build.
+    pub software: SoftwareRecord,
+    /// Every setting of the run (corpus, mode, context length…), as given after defaults.
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// Hash of `model.sha256`, `backend` settings and `settings`; runs with equal keys may resume
+    /// each other.
+    pub resume_key: String,
+}
+
+/// The model a run measured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct ModelRecord {
+    /// Registry id (`models.toml`) or the file name for `--model-path` runs.
+    pub id: String,
+    /// Path of the weights file that was loaded.
+    pub path: String,
+    /// sha256 of the weights file (hex).
+    pub sha256: String,
+    /// Size of the weights file.
+    pub file_bytes: u64,
+    /// `gguf` or `safetensors`.
+    pub format: String,
+    /// Weight type, e.g. `Q4_K_M`, `F32`; for converted weights, where they came from.
+    pub quantization: String,
+    /// Architecture as the file declares it (`general.architecture`).
+    pub architecture: String,
+    /// Parameter count reported by the engine.
+    pub n_params: u64,
+    /// Vocabulary size.
+    pub n_vocab: u64,
+    /// Context length the model was trained with.
+    pub n_ctx_train: u64,
+}
+
+/// The engine of a run and how it was built and configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct BackendRecord {
+    /// `llama.cpp` or `candle`.
+    pub name: String,
+    /// Version of the binding crate (e.g. `llama-cpp-2 0.1.160`).
+    pub version: String,
+    /// `cpu` or `cuda:0`…
+    pub device: String,
+    /// Threads used for prompt processing.
+    pub threads: u32,
+    /// CPU features the engine was compiled with, as it reports them (llama.cpp's system info).
+    pub build_features: String,
+    /// Engine-specific settings (batch size, sequences in parallel…).
+    pub settings: BTreeMap<String, serde_json::Value>,
+}
+
+/// lmdensity's own version and build.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct SoftwareRecord {
+    /// Crate version of lmdensity.
+    pub lmdensity_version: String,
+    /// `git describe --always --dirty` of the source tree at build time, if known.
+    pub git_revision: String,
+    /// Rust target CPU flags the binary was built with (`RUSTFLAGS` / `.cargo/config.toml`).
+    pub target_features: String,
+    /// Versions of the crates that compute numbers.
+    pub crate_versions: BTreeMap<String, String>,
+}
+
+/// Whether a run finished.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// All work was done and the metrics are final.
+    Complete,
+    /// Interrupted or failed; samples written so far are valid and `--resume` continues.
+    Partial,
+}
+
+/// One reported number (`metrics.json` holds a list of these).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Metric {
+    /// Machine name, e.g. `bits_per_byte`.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Standard error of the value, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<f64>,
+    /// Unit, e.g. `bits/byte`, `tokens`.
+    pub unit: String,
+    /// How the number was computed, in one sentence.
+    pub how: String,
+}
+
+/// The metrics of a run (`metrics.json`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunMetrics {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// Whether these are final.
+    pub status: RunStatus,
+    /// Wall-clock seconds spent computing (this invocation plus resumed ones).
+    pub elapsed_s: f64,
+    /// The numbers.
+    pub metrics: Vec<Metric>,
+}
+
+impl RunMetrics {
+    /// The metric called `name`, if present.
+    pub fn get(&self, name: &str) -> Option<&Metric> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+}
+
+/// One line of `samples.jsonl`: the unit of work a run can resume from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Sample {
+    /// One scored window of a perplexity run.
+    PerplexityWindow(WindowSample),
+}
+
+/// Log-likelihood totals of one perplexity window; enough to recompute every perplexity metric.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WindowSample {
+    /// Window number, from 0, in corpus order.
+    pub index: usize,
+    /// Position in the corpus token stream of the first scored token.
+    pub first_scored_token: usize,
+    /// Tokens scored in this window.
+    pub n_scored: usize,
+    /// Σ −ln p(token) over the scored tokens (nats).
+    pub nll_sum: f64,
+    /// Σ (ln p(token))² over the scored tokens, for the standard error.
+    pub nll_sq_sum: f64,
+    /// Scored tokens that were the model's argmax.
+    pub n_greedy: usize,
+}

@@ -1,0 +1,84 @@
+//! Small statistics shared by every metric.
+
+/// Running sums of a quantity over independent-ish observations.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Accumulator {
+    /// Number of observations.
+    pub n: usize,
+    /// Σ x.
+    pub sum: f64,
+    /// Σ x².
+    pub sum_sq: f64,
+}
+
+impl Accumulator {
+    /// Adds one observation.
+    pub fn push(&mut self, x: f64) {
+        self.n += 1;
+        self.sum += x;
+        self.sum_sq += x * x;
+    }
+
+    /// Adds pre-summed observations.
+    pub fn merge(&mut self, n: usize, sum: f64, sum_sq: f64) {
+        self.n += n;
+        self.sum += sum;
+        self.sum_sq += sum_sq;
+    }
+
+    /// Mean, or NaN with no observations.
+    pub fn mean(&self) -> f64 {
+        self.sum / self.n as f64
+    }
+
+    /// Sample standard deviation (n − 1 denominator); `None` below two observations.
+    pub fn sample_sd(&self) -> Option<f64> {
+        if self.n < 2 {
+            return None;
+        }
+        let n = self.n as f64;
+        let var = (self.sum_sq - self.sum * self.sum / n) / (n - 1.0);
+        Some(var.max(0.0).sqrt())
+    }
+
+    /// Standard error of the mean, sd / √n; `None` below two observations.
+    pub fn stderr_of_mean(&self) -> Option<f64> {
+        self.sample_sd().map(|sd| sd / (self.n as f64).sqrt())
+    }
+}
+
+/// Mean and sample standard deviation of `xs` (`None` for the sd below two values).
+pub fn mean_sd(xs: &[f64]) -> (f64, Option<f64>) {
+    let mut acc = Accumulator::default();
+    xs.iter().for_each(|&x| acc.push(x));
+    (acc.mean(), acc.sample_sd())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_sd_of_known_samples() {
+        let (mean, sd) = mean_sd(&[2.0, 4.0, 4.0, 4.0, 5.0, 5.0, 7.0, 9.0]);
+        assert!((mean - 5.0).abs() < 1e-12);
+        // sample variance = 32 / 7
+        assert!((sd.expect("8 values") - (32.0f64 / 7.0).sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn one_value_has_no_sd() {
+        assert_eq!(mean_sd(&[3.0]).1, None);
+    }
+
+    #[test]
+    fn merge_equals_push() {
+        let mut a = Accumulator::default();
+        [1.0, 2.0, 3.5].iter().for_each(|&x| a.push(x));
+        let mut b = Accumulator::default();
+        b.merge(3, 6.5, 1.0 + 4.0 + 12.25);
+        assert_eq!(a, b);
+        let se = a.stderr_of_mean().expect("3 values");
+        assert!((se - a.sample_sd().expect("3 values") / 3f64.sqrt()).abs() < 1e-15);
+    }
+}
