@@ -19,41 +19,29 @@ fn fails_with(cwd: &Path, args: &[&str], needles: &[&str]) {
     assert!(!err.contains("panicked"), "no panic: {err}");
 }
 
-#[test]
-fn truncated_gguf() {
+/// Runs `ppl` on a corrupted copy of the tiny model and expects an error naming it.
+fn corrupted_model_fails(name: &str, truncate_to_half: bool, flip_at: Option<u64>, needle: &str) {
     let (dir, model, text) = tiny_setup();
-    let bad = dir.path().join("cut.gguf");
+    let bad = dir.path().join(name);
     let len = std::fs::metadata(&model).expect("stat").len();
-    lmdensity_hub::gguf::corrupt_copy(&model, &bad, Some(len / 2), None).expect("copy");
+    let truncate = truncate_to_half.then_some(len / 2);
+    lmdensity_hub::gguf::corrupt_copy(&model, &bad, truncate, flip_at).expect("copy");
+    let (bad, text) = (bad.to_str().expect("utf8"), text.to_str().expect("utf8"));
     fails_with(
         dir.path(),
-        &[
-            "ppl",
-            "--model-path",
-            bad.to_str().expect("utf8"),
-            "--corpus",
-            text.to_str().expect("utf8"),
-        ],
-        &["cut.gguf", "truncated"],
+        &["ppl", "--model-path", bad, "--corpus", text],
+        &[name, needle],
     );
 }
 
 #[test]
+fn truncated_gguf() {
+    corrupted_model_fails("cut.gguf", true, None, "truncated");
+}
+
+#[test]
 fn flipped_header_gguf() {
-    let (dir, model, text) = tiny_setup();
-    let bad = dir.path().join("flip.gguf");
-    lmdensity_hub::gguf::corrupt_copy(&model, &bad, None, Some(1)).expect("copy");
-    fails_with(
-        dir.path(),
-        &[
-            "ppl",
-            "--model-path",
-            bad.to_str().expect("utf8"),
-            "--corpus",
-            text.to_str().expect("utf8"),
-        ],
-        &["flip.gguf", "not a GGUF file"],
-    );
+    corrupted_model_fails("flip.gguf", false, Some(1), "not a GGUF file");
 }
 
 #[test]
@@ -89,33 +77,12 @@ fn missing_corpus_file() {
 }
 
 fn registry_with(dir: &Path, model_line: &str, sha: &str) -> std::path::PathBuf {
-    let reg = dir.join("models.toml");
-    std::fs::write(
-        &reg,
-        format!(
-            r#"
-default_model = "tiny"
-[[model]]
-id = "tiny"
-name = "Tiny"
-family = "test"
-params = 100
-release_date = "2026-01"
-license = "none"
-variant = "base"
-format = "gguf"
-quantization = "F32"
-tokenizer = "gguf"
-{model_line}
-files = [{{ name = "tiny.gguf", sha256 = "{sha}" }}]
-[[model.source]]
-type = "path"
-path = "tiny.gguf"
-"#
-        ),
+    write_tiny_registry(
+        dir,
+        model_line,
+        sha,
+        "type = \"path\"\npath = \"tiny.gguf\"",
     )
-    .expect("write registry");
-    reg
 }
 
 #[test]
@@ -239,5 +206,43 @@ fn bad_sizes_and_threads() {
             "32",
         ],
         &["needs at least 2 × n_ctx"],
+    );
+}
+
+#[test]
+fn nan_logits_stop_the_run_and_keep_partial_results() {
+    let (dir, model, text) = tiny_setup();
+    // Poison the final norm's weights: every logit becomes NaN.
+    let header = lmdensity_hub::gguf::read(&model).expect("read");
+    let norm = header
+        .tensors
+        .iter()
+        .find(|t| t.name == "output_norm.weight")
+        .expect("tensor");
+    let at = (header.data_offset + norm.offset) as usize;
+    let mut bytes = std::fs::read(&model).expect("read");
+    for i in 0..norm.n_elements() as usize {
+        bytes[at + 4 * i..at + 4 * i + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+    }
+    let bad = dir.path().join("nan.gguf");
+    std::fs::write(&bad, bytes).expect("write");
+    fails_with(
+        dir.path(),
+        &[
+            "ppl",
+            "--model-path",
+            bad.to_str().expect("utf8"),
+            "--corpus",
+            text.to_str().expect("utf8"),
+            "--quiet",
+        ],
+        &["non-finite logits", "--resume"],
+    );
+    let runs = run_dirs(&dir.path().join("results"));
+    assert_eq!(runs.len(), 1);
+    assert_eq!(
+        metrics_of(&runs[0])["status"],
+        "partial",
+        "what was computed is kept, marked partial"
     );
 }

@@ -8,4 +8,5 @@ mod util;
 
 mod cli;
 mod errors;
+mod hub;
 mod real_models;

@@ -88,3 +88,120 @@ pub fn metric(metrics: &serde_json::Value, name: &str) -> f64 {
         .and_then(|m| m["value"].as_f64())
         .unwrap_or_else(|| panic!("no metric {name} in {metrics}"))
 }
+
+/// A stand-in for the Hugging Face hub on 127.0.0.1: answers `GET /{repo}/resolve/{rev}/{file}`
+/// (with `Range`) with ETag, X-Repo-Commit, Content-Range and Content-Length, as hf-hub expects.
+/// With `cut_first_download`, the first full-body response stops half way and closes.
+pub struct HubServer {
+    /// `http://127.0.0.1:<port>`.
+    pub endpoint: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl HubServer {
+    /// Serves `files` (URL path → bytes) until dropped.
+    pub fn start(
+        files: std::collections::HashMap<String, Vec<u8>>,
+        cut_first_download: bool,
+    ) -> Self {
+        use std::io::{BufRead, BufReader, Write};
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind loopback");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop_flag = stop.clone();
+        std::thread::spawn(move || {
+            let mut cut_pending = cut_first_download;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+            while !stop_flag.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+                let Ok((stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    continue;
+                };
+                stream.set_nonblocking(false).ok();
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request = String::new();
+                if reader.read_line(&mut request).is_err() {
+                    continue;
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("").to_string();
+                let mut range: Option<(usize, Option<usize>)> = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                        let (a, b) = v.trim().split_once('-').unwrap_or(("0", ""));
+                        range = Some((a.parse().unwrap_or(0), b.parse().ok()));
+                    }
+                }
+                let mut out = stream;
+                let Some(body) = files.get(&path) else {
+                    let _ = out.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    continue;
+                };
+                let (start, end) = match range {
+                    Some((a, b)) => (a, b.map_or(body.len() - 1, |b| b.min(body.len() - 1))),
+                    None => (0, body.len() - 1),
+                };
+                let slice = &body[start..=end];
+                let head = format!(
+                    "HTTP/1.1 {} \r\nETag: \"e{}\"\r\nX-Repo-Commit: {}\r\nContent-Range: bytes {start}-{end}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    if range.is_some() { "206 Partial Content" } else { "200 OK" },
+                    body.len(),
+                    "a".repeat(40),
+                    body.len(),
+                    slice.len()
+                );
+                let _ = out.write_all(head.as_bytes());
+                if cut_pending && slice.len() > 1 {
+                    cut_pending = false;
+                    let _ = out.write_all(&slice[..slice.len() / 2]);
+                    let _ = out.flush();
+                    let _ = out.shutdown(std::net::Shutdown::Both);
+                    continue;
+                }
+                let _ = out.write_all(slice);
+            }
+        });
+        HubServer { endpoint, stop }
+    }
+}
+
+impl Drop for HubServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Writes `models.toml` in `dir` with one model `tiny` (file `tiny.gguf`, pinned `sha`), an
+/// extra line in its entry, and one source given as TOML lines.
+pub fn write_tiny_registry(dir: &Path, model_line: &str, sha: &str, source: &str) -> PathBuf {
+    let reg = dir.join("models.toml");
+    let text = format!(
+        r#"
+default_model = "tiny"
+[[model]]
+id = "tiny"
+name = "Tiny"
+family = "test"
+params = 100
+release_date = "2026-01"
+license = "none"
+variant = "base"
+format = "gguf"
+quantization = "F32"
+tokenizer = "gguf"
+{model_line}
+files = [{{ name = "tiny.gguf", sha256 = "{sha}" }}]
+[[model.source]]
+{source}
+"#
+    );
+    std::fs::write(&reg, text).expect("write registry");
+    reg
+}

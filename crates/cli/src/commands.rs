@@ -114,32 +114,28 @@ fn load_registry(cli: &Cli) -> Result<Registry> {
 }
 
 /// The model to load: a registry entry resolved through the fetcher, or a local path.
-fn resolve_model(
-    cli: &Cli,
-    args: &ModelArgs,
-) -> Result<(ResolvedModel, Option<lmdensity_hub::ModelEntry>)> {
+fn resolve_model(cli: &Cli, args: &ModelArgs) -> Result<ResolvedModel> {
     let fetcher = Fetcher::from_env(cli.quiet);
     if let Some(path) = &args.model_path {
-        return Ok((fetcher.resolve_path(path)?, None));
+        return Ok(fetcher.resolve_path(path)?);
     }
     let registry = load_registry(cli)?;
     let id = args
         .model
         .clone()
         .unwrap_or_else(|| registry.default_model.clone());
-    let entry = registry.get(&id)?.clone();
+    let entry = registry.get(&id)?;
     if entry.format != "gguf" {
         bail!(
             "model `{id}` is {} weights; this build measures GGUF files with llama.cpp (the candle backend for safetensors is not built yet)",
             entry.format
         );
     }
-    let resolved = fetcher.resolve(&entry, &registry.base_dir())?;
-    Ok((resolved, Some(entry)))
+    Ok(fetcher.resolve(entry, &registry.base_dir())?)
 }
 
 fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
-    let (resolved, _entry) = resolve_model(cli, &args.model)?;
+    let resolved = resolve_model(cli, &args.model)?;
     let weights = resolved.weights().to_path_buf();
     let header = gguf::read(&weights)?;
     let hardware = Hardware::detect();

@@ -487,8 +487,9 @@ mod tests {
         assert_eq!(
             ws[2].0,
             ScoreRequest {
-                tokens: vec![5, 6, 7, 8, 9, 10],
-                score_from: 4
+                // inputs tokens[end - max_len - 1 .. end - 1] = [6, 7, 8, 9], targets [9, 10]
+                tokens: vec![6, 7, 8, 9, 10],
+                score_from: 3
             }
         );
         assert_eq!(ws[2].1, 8);

@@ -338,9 +338,26 @@ impl Fetcher {
                 let api = builder
                     .build()
                     .map_err(|e| FetchError::Source(e.to_string()))?;
-                api.repo(hf_repo.clone())
-                    .get(remote)
-                    .map_err(|e| FetchError::Source(format!("downloading `{remote}`: {e}")))?
+                let api_repo = api.repo(hf_repo.clone());
+                let expected = api
+                    .metadata(&api_repo.url(remote))
+                    .map_err(|e| FetchError::Source(format!("asking for `{remote}`: {e}")))?
+                    .size() as u64;
+                let path = api_repo.get(remote).map_err(|e| {
+                    FetchError::Source(format!("downloading `{remote}`: {e} (rerun to resume)"))
+                })?;
+                // hf-hub renames its `.part` into place without checking the length: a cut
+                // connection must not leave a file that looks complete.
+                let got = fs::metadata(&path).map_err(io(&path))?.len();
+                if got != expected {
+                    let blob = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+                    let _ = fs::remove_file(&path);
+                    let _ = fs::remove_file(&blob);
+                    return Err(FetchError::Source(format!(
+                        "downloading `{remote}`: got {got} of {expected} bytes (connection cut?); removed, rerun to fetch again"
+                    )));
+                }
+                path
             };
             paths.push(path);
         }
