@@ -7,6 +7,7 @@
 mod util;
 
 mod cli;
+mod corpora;
 mod errors;
 mod hub;
 mod real_models;

@@ -61,6 +61,9 @@ pub enum Command {
         /// Show every metric, not only the headline ones.
         #[arg(long)]
         all: bool,
+        /// Show only these metrics (repeatable), e.g. `--metric bits_per_byte`.
+        #[arg(long, conflicts_with = "all")]
+        metric: Vec<String>,
     },
 }
 

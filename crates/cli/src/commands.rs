@@ -38,12 +38,12 @@ pub fn run() -> Result<ExitCode> {
                 resume: args.resume,
             };
             let runs = measure_perplexity(&cli, &ppl(Mode::Both))?;
-            print_table(&runs, false);
+            print_table(&runs, &MetricFilter::Headline);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ppl(args) => {
             let runs = measure_perplexity(&cli, args)?;
-            print_table(&runs, false);
+            print_table(&runs, &MetricFilter::Headline);
             Ok(ExitCode::SUCCESS)
         }
         Command::Fetch { ids } => {
@@ -88,12 +88,17 @@ pub fn run() -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { all } => {
+        Command::Report { all, metric } => {
             let runs = ResultsStore::new(&cli.results_dir).runs()?;
             if runs.is_empty() {
                 println!("no runs in {}", cli.results_dir.display());
             } else {
-                print_table(&runs, *all);
+                let filter = match (*all, metric.is_empty()) {
+                    (true, _) => MetricFilter::All,
+                    (false, false) => MetricFilter::Only(metric.clone()),
+                    (false, true) => MetricFilter::Headline,
+                };
+                print_table(&runs, &filter);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -392,7 +397,27 @@ fn fmt_value(value: f64, stderr: Option<f64>) -> String {
     }
 }
 
-fn rows(runs: &[StoredRun], all: bool) -> Vec<Row> {
+/// Which metrics a table shows.
+enum MetricFilter {
+    /// bits per byte and the perplexities.
+    Headline,
+    /// Everything.
+    All,
+    /// These names.
+    Only(Vec<String>),
+}
+
+impl MetricFilter {
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            MetricFilter::Headline => HEADLINE.contains(&name),
+            MetricFilter::All => true,
+            MetricFilter::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+fn rows(runs: &[StoredRun], filter: &MetricFilter) -> Vec<Row> {
     let mut out = Vec::new();
     for run in runs {
         let m = &run.manifest;
@@ -427,17 +452,14 @@ fn rows(runs: &[StoredRun], all: bool) -> Vec<Row> {
         match &run.metrics {
             None => out.push(base(
                 "—".into(),
-                "no metrics (interrupted before any were written)".into(),
+                "no metrics yet (running, or interrupted: --resume)".into(),
                 "partial".into(),
             )),
             Some(RunMetrics {
                 metrics, status, ..
             }) => {
                 let status = format!("{status:?}").to_lowercase();
-                for metric in metrics
-                    .iter()
-                    .filter(|x| all || HEADLINE.contains(&x.name.as_str()))
-                {
+                for metric in metrics.iter().filter(|x| filter.keeps(&x.name)) {
                     out.push(base(
                         metric.name.clone(),
                         fmt_value(metric.value, metric.stderr),
@@ -450,8 +472,8 @@ fn rows(runs: &[StoredRun], all: bool) -> Vec<Row> {
     out
 }
 
-fn print_table(runs: &[StoredRun], all: bool) {
-    let mut table = Table::new(rows(runs, all));
+fn print_table(runs: &[StoredRun], filter: &MetricFilter) {
+    let mut table = Table::new(rows(runs, filter));
     table.with(Style::markdown());
     println!("{table}");
 }

