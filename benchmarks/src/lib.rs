@@ -1,0 +1,1 @@
+//! Criterion benchmarks of lmdensity hot paths; see `benches/`.
