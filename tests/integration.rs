@@ -8,6 +8,7 @@ mod util;
 
 mod cli;
 mod corpora;
+mod curated;
 mod errors;
 mod hub;
 mod real_models;
