@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// Measure open language models: perplexity, downstream error, speed and memory; fit laws.
 #[derive(Debug, Parser)]
-#[command(name = "lmdensity", version, about)]
+#[command(name = "lmdensity", version)]
 pub struct Cli {
     /// Model registry (default: ./models.toml if present, else the registry built into the binary).
     #[arg(long, global = true, env = "LMDENSITY_REGISTRY")]
