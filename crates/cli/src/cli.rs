@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Measure open language models: perplexity, downstream error, speed and memory; fit laws.
+/// Measure open language models: perplexity (lm-eval and llama.cpp semantics) through llama.cpp,
+/// with a model registry, verified fetching and a resumable results store.
 #[derive(Debug, Parser)]
 #[command(name = "lmdensity", version)]
 pub struct Cli {
