@@ -280,19 +280,17 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
             },
         );
         bar.finish_and_clear();
-        result.with_context(|| {
+        let metrics = result.with_context(|| {
             format!(
                 "perplexity run {} (finished windows are kept; rerun with --resume)",
                 handle.dir().display()
             )
         })?;
-        let dir = handle.dir().to_path_buf();
-        let run = store
-            .runs()?
-            .into_iter()
-            .find(|r| r.dir == dir)
-            .with_context(|| format!("{}: run vanished from the store", dir.display()))?;
-        finished.push(run);
+        finished.push(StoredRun {
+            dir: handle.dir().to_path_buf(),
+            manifest: handle.manifest().clone(),
+            metrics: Some(metrics),
+        });
     }
     Ok(finished)
 }
@@ -341,7 +339,7 @@ fn manifest(
         model: model.clone(),
         backend: BackendRecord {
             name: "llama.cpp".into(),
-            version: lmdensity_llamacpp::BINDING_VERSION.into(),
+            version: format!("llama-cpp-2 {}", lmdensity_llamacpp::LLAMA_CPP_2_VERSION),
             device: if config.gpu_layers > 0 && lmdensity_llamacpp::supports_gpu_offload() {
                 "cuda".into()
             } else {
@@ -361,9 +359,12 @@ fn manifest(
             lmdensity_version: env!("CARGO_PKG_VERSION").into(),
             git_revision: env!("LMDENSITY_GIT_REVISION").into(),
             target_features: env!("LMDENSITY_TARGET_FEATURES").into(),
-            crate_versions: [("llama-cpp-2".to_string(), "0.1.160".to_string())]
-                .into_iter()
-                .collect(),
+            crate_versions: [(
+                "llama-cpp-2".to_string(),
+                lmdensity_llamacpp::LLAMA_CPP_2_VERSION.to_string(),
+            )]
+            .into_iter()
+            .collect(),
         },
         settings,
         resume_key: key,

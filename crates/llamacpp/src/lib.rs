@@ -23,8 +23,8 @@ use lmdensity_backend::{
 
 mod sys;
 
-/// Version of the binding crate, recorded in manifests.
-pub const BINDING_VERSION: &str = "llama-cpp-2 0.1.160";
+/// Version of the `llama-cpp-2` binding (pinned with `=` in the workspace), recorded in manifests.
+pub const LLAMA_CPP_2_VERSION: &str = "0.1.160";
 
 /// How to load and run a model with llama.cpp.
 #[derive(Debug, Clone, PartialEq, Eq)]
