@@ -11,4 +11,5 @@ mod corpora;
 mod curated;
 mod errors;
 mod hub;
+mod laws;
 mod real_models;

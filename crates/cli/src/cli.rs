@@ -57,6 +57,13 @@ pub enum Command {
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
+    /// Fit a law: `gadre` reproduces Gadre et al.'s loss and error laws on their released runs;
+    /// `csv` fits any law to columns of a CSV file.
+    Fit(FitArgs),
+    /// Effective parameter size N̂ and density ρ = N̂/N against the Pythia reference family.
+    Density(DensityArgs),
+    /// Density trend ln ρ = A·t + B over release dates, with the doubling time.
+    Trend(TrendArgs),
     /// Print the runs in the results store as a table.
     Report {
         /// Show every metric, not only the headline ones.
@@ -135,4 +142,138 @@ pub struct RunArgs {
     /// Continue unfinished runs.
     #[arg(long)]
     pub resume: bool,
+}
+
+/// Settings shared by every fit.
+#[derive(Debug, Args, Clone)]
+pub struct FitSettings {
+    /// Bootstrap resamples for the confidence intervals.
+    #[arg(long, default_value_t = 1000, global = true)]
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0, global = true)]
+    pub seed: u64,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95, global = true)]
+    pub confidence: f64,
+    /// Print the full result as JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// Arguments of `fit`.
+#[derive(Debug, Args, Clone)]
+pub struct FitArgs {
+    /// What to fit.
+    #[command(subcommand)]
+    pub target: FitTarget,
+    /// Fit settings.
+    #[command(flatten)]
+    pub settings: FitSettings,
+}
+
+/// What `fit` fits.
+#[derive(Debug, Subcommand, Clone)]
+pub enum FitTarget {
+    /// Gadre et al. 2024 on their released runs: the over-training loss law on the paper's fit
+    /// set, the loss→error law, and predictions for the held-out 1.4B (M = 640) and 6.9B models.
+    Gadre {
+        /// Their `exp_data` directory (default: the copy shipped with lmdensity).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Training set: rpj, c4_original, rw_original.
+        #[arg(long, default_value = "rpj")]
+        dataset: String,
+        /// Validation loss: c4_val, paloma_ptb, …
+        #[arg(long, default_value = "c4_val")]
+        eval_set: String,
+    },
+    /// Any law on columns of a CSV file.
+    Csv {
+        /// The CSV file (with a header row).
+        file: PathBuf,
+        /// Law to fit.
+        #[arg(long, value_enum)]
+        law: LawName,
+        /// Input columns, in the law's order (e.g. `--x N --x D`).
+        #[arg(long, required = true)]
+        x: Vec<String>,
+        /// Output column.
+        #[arg(long)]
+        y: String,
+        /// Column naming each row (default: row numbers).
+        #[arg(long)]
+        label: Option<String>,
+    },
+}
+
+/// Laws `fit csv` can fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LawName {
+    /// Err(L) = ε − k·exp(−γ·L); x = L.
+    GadreError,
+    /// L(N, M) = α·N^b + β·6^(b/2)·(M·N)^b + E; x = N, M.
+    GadreOvertraining,
+    /// L(N, D) = E + A/N^α + B/D^β by least squares; x = N, D.
+    Chinchilla,
+    /// The same law by Hoffmann et al.'s Huber loss on log-loss (L-BFGS); x = N, D.
+    ChinchillaHuber,
+    /// L(N, D) = a·N^(−α) + b·D^(−β); x = N, D.
+    DensingLoss,
+    /// S(L) = c / (1 + e^(−γ(L − l))) + d; x = L.
+    DensingPerformance,
+}
+
+/// Arguments of `density`.
+#[derive(Debug, Args, Clone)]
+pub struct DensityArgs {
+    /// Models: registry ids (their task results in the results store), or rows of the
+    /// open-models table by name. With none, every comparable row of the table.
+    pub models: Vec<String>,
+    /// Scores of a model not in the table, as TASK=ACCURACY (repeatable; 0–1), with --params.
+    #[arg(long, value_name = "TASK=ACC")]
+    pub score: Vec<String>,
+    /// Parameter count of the model given by --score.
+    #[arg(long)]
+    pub params: Option<f64>,
+    /// Name of the model given by --score.
+    #[arg(long, default_value = "model")]
+    pub name: String,
+    /// Open-models table (default: the one shipped with lmdensity).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Reference settings.
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+    /// Fit settings.
+    #[command(flatten)]
+    pub settings: FitSettings,
+}
+
+/// How the reference family is fitted and read.
+#[derive(Debug, Args, Clone)]
+pub struct ReferenceArgs {
+    /// Token budget D₀ at which N̂ is read off (default: Pythia's own 299,892,736,000).
+    #[arg(long)]
+    pub d0: Option<f64>,
+    /// Pythia checkpoints with fewer tokens seen are left out of the reference fit.
+    #[arg(long, default_value_t = 2e9)]
+    pub min_tokens: f64,
+    /// Leave out estimates of N̂ beyond this multiple of the largest Pythia (12B).
+    #[arg(long, default_value_t = 10.0)]
+    pub max_extrapolation: f64,
+}
+
+/// Arguments of `trend`.
+#[derive(Debug, Args, Clone)]
+pub struct TrendArgs {
+    /// Open-models table (default: the one shipped with lmdensity).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
+    /// Reference settings.
+    #[command(flatten)]
+    pub reference: ReferenceArgs,
+    /// Fit settings.
+    #[command(flatten)]
+    pub settings: FitSettings,
 }

@@ -88,6 +88,18 @@ pub fn run() -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Fit(args) => {
+            crate::analyses::fit_command(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Density(args) => {
+            crate::analyses::density_command(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Trend(args) => {
+            crate::analyses::trend_command(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { all, metric } => {
             let runs = ResultsStore::new(&cli.results_dir).runs()?;
             if runs.is_empty() {
@@ -105,7 +117,7 @@ pub fn run() -> Result<ExitCode> {
     }
 }
 
-fn load_registry(cli: &Cli) -> Result<Registry> {
+pub(crate) fn load_registry(cli: &Cli) -> Result<Registry> {
     let explicit = cli.registry.clone();
     let local = PathBuf::from("models.toml");
     match explicit {

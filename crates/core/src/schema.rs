@@ -93,6 +93,26 @@ pub struct SoftwareRecord {
     pub crate_versions: BTreeMap<String, String>,
 }
 
+/// What the laws computed from measurements (`analyses/<id>.json`): a fitted law, effective
+/// parameter sizes, or a density trend, with the inputs and the software that computed it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AnalysisRecord {
+    /// [`SCHEMA_VERSION`] of the writer.
+    pub schema_version: u32,
+    /// File stem under `analyses/`.
+    pub id: String,
+    /// `fit`, `density` or `trend`.
+    pub kind: String,
+    /// RFC 3339 time it was computed.
+    pub created_at: String,
+    /// lmdensity's own version and build.
+    pub software: SoftwareRecord,
+    /// Every input setting (data files, law, bootstrap resamples, seed…).
+    pub settings: BTreeMap<String, serde_json::Value>,
+    /// The result (the laws crate's serialised report).
+    pub result: serde_json::Value,
+}
+
 /// Whether a run finished.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::schema::{RunManifest, RunMetrics, RunStatus, Sample, SCHEMA_VERSION};
+use crate::schema::{AnalysisRecord, RunManifest, RunMetrics, RunStatus, Sample, SCHEMA_VERSION};
 
 /// Errors of the results store; each names the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -97,6 +97,38 @@ impl ResultsStore {
         })?;
         write_atomic(&path, &json)?;
         RunHandle::open(dir, manifest)
+    }
+
+    /// Writes an analysis (fit, density, trend) to `analyses/<id>.json` atomically; returns the path.
+    pub fn write_analysis(&self, record: &AnalysisRecord) -> Result<PathBuf, StoreError> {
+        let dir = self.root.join("analyses");
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let path = dir.join(format!("{}.json", record.id));
+        let json = serde_json::to_vec_pretty(record).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            what: e.to_string(),
+        })?;
+        write_atomic(&path, &json)?;
+        Ok(path)
+    }
+
+    /// Every analysis under `analyses/`, oldest first.
+    pub fn analyses(&self) -> Result<Vec<AnalysisRecord>, StoreError> {
+        let dir = self.root.join("analyses");
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_err(&dir)(e)),
+        };
+        let mut records = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(io_err(&dir))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                records.push(read_json::<AnalysisRecord>(&path)?);
+            }
+        }
+        records.sort_by(|a, b| a.created_at.cmp(&b.created_at));
+        Ok(records)
     }
 
     /// The newest unfinished run with this resume key, reopened for appending.

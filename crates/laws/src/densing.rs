@@ -7,8 +7,8 @@
 //!   benchmark answers, performance estimation `S(L) = c / (1 + e^(−γ(L − l))) + d`, then
 //!   inversion S → L → N̂ ([`LossLaw`], [`PerformanceLaw`], [`TwoStepInversion`]).
 //! - Directly against a reference family whose scores are published at many (N, D): the same
-//!   two laws composed, `S(N, D) = d + c / (1 + e^(a·N^(−α) + b·D^(−β) − l))` with the sigmoid's
-//!   scale absorbed into a and b, fitted to the family's scores and inverted at D₀
+//!   two laws composed, `S(N, D) = d + c·(1 − d) / (1 + e^(a·N^(−α) + b·D^(−β) − l))` with the
+//!   sigmoid's scale absorbed into a and b and its ceiling d + c·(1 − d) kept at most 1, fitted to the family's scores and inverted at D₀
 //!   ([`ReferenceFamilyLaw`]).
 //!
 //! [`estimate_density`] propagates the uncertainty of the reference fit (its bootstrap
@@ -180,7 +180,8 @@ impl TwoStepInversion<'_> {
 }
 
 /// A reference family's score as a function of size and data:
-/// `S(N, D) = d + c / (1 + e^(a·N^(−α) + b·D^(−β) − l))`, parameters (a, α, b, β, l, c, d).
+/// `S(N, D) = d + c·(1 − d) / (1 + e^(a·N^(−α) + b·D^(−β) − l))`, parameters (a, α, b, β, l,
+/// c, d): d is the chance-level floor and d + c·(1 − d) ≤ 1 the ceiling.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct ReferenceFamilyLaw;
 
@@ -220,7 +221,7 @@ impl Law for ReferenceFamilyLaw {
         "reference-family"
     }
     fn formula(&self) -> &str {
-        "S(N, D) = d + c / (1 + exp(a * N^-alpha + b * D^-beta - l))"
+        "S(N, D) = d + c * (1 - d) / (1 + exp(a * N^-alpha + b * D^-beta - l))"
     }
     fn inputs(&self) -> &[&'static str] {
         &["N", "D"]
@@ -230,7 +231,7 @@ impl Law for ReferenceFamilyLaw {
     }
     fn predict(&self, x: &[f64], t: &[f64]) -> f64 {
         let latent = t[0] * x[0].powf(-t[1]) + t[2] * x[1].powf(-t[3]);
-        t[6] + t[5] / (1.0 + (latent - t[4]).exp())
+        t[6] + t[5] * (1.0 - t[6]) / (1.0 + (latent - t[4]).exp())
     }
     fn starts(&self) -> Vec<Vec<f64>> {
         let mut starts = Vec::new();
@@ -239,7 +240,7 @@ impl Law for ReferenceFamilyLaw {
                 for b in [1e1, 1e3] {
                     for beta in [0.1, 0.3] {
                         for l in [-1.0, 0.0, 1.0] {
-                            for (c, d) in [(0.5, 0.3), (0.7, 0.25)] {
+                            for (c, d) in [(0.6, 0.3), (0.9, 0.25)] {
                                 starts.push(vec![a, alpha, b, beta, l, c, d]);
                             }
                         }
@@ -257,12 +258,13 @@ impl ReferenceFamilyLaw {
         let (a, alpha, b, beta, l, c, d) = (
             theta[0], theta[1], theta[2], theta[3], theta[4], theta[5], theta[6],
         );
-        let ratio = c / (score - d) - 1.0;
+        let ceiling = c * (1.0 - d);
+        let ratio = ceiling / (score - d) - 1.0;
         if ratio.is_nan() || ratio <= 0.0 {
             return Err(LawError::OutOfRange(format!(
                 "score {score:.4} is outside what the reference family's fit can reach \
                  (between {d:.4} at chance and {:.4} at infinite size and data)",
-                d + c
+                d + ceiling
             )));
         }
         let latent = l + ratio.ln();
@@ -305,7 +307,7 @@ pub struct DensityEstimate {
 }
 
 /// Maps reference-fit parameters and a score to N̂.
-pub type Inversion = dyn Fn(&[f64], f64) -> Result<f64, LawError>;
+pub type Inversion<'a> = dyn Fn(&[f64], f64) -> Result<f64, LawError> + 'a;
 
 /// Estimates N̂ and ρ for a model scoring `score` (± `score_stderr`) with `params` parameters.
 /// `invert(θ, S)` maps reference-fit parameters and a score to N̂; the interval comes from the
@@ -314,7 +316,7 @@ pub type Inversion = dyn Fn(&[f64], f64) -> Result<f64, LawError>;
 pub fn estimate_density(
     label: &str,
     reference: &FitReport,
-    invert: &Inversion,
+    invert: &Inversion<'_>,
     score: f64,
     score_stderr: Option<f64>,
     params: f64,
@@ -390,7 +392,7 @@ mod tests {
         assert!((l - 2.3).abs() < 1e-9);
         assert!(PerformanceLaw::invert(&perf_theta, 0.99).is_err());
 
-        let family = [50.0, 0.3, 300.0, 0.3, 0.5, 0.6, 0.3];
+        let family = [50.0, 0.3, 300.0, 0.3, 0.5, 0.8, 0.3];
         let s = ReferenceFamilyLaw.predict(&[2e9, 3e11], &family);
         let n = ReferenceFamilyLaw::effective_params(&family, s, 3e11).expect("invertible");
         assert!((n / 2e9 - 1.0).abs() < 1e-9);

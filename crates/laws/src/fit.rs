@@ -25,7 +25,8 @@ pub enum Bound {
     Positive,
     /// Strictly negative (fitted as `-exp(u)`).
     Negative,
-    /// Strictly between the two values (fitted through a logistic map).
+    /// Strictly between the two values (fitted through a logistic map); a start on a bound is
+    /// moved just inside.
     Between(f64, f64),
 }
 
@@ -36,8 +37,9 @@ impl Bound {
             Bound::Free => value,
             Bound::Positive if value > 0.0 => value.ln(),
             Bound::Negative if value < 0.0 => (-value).ln(),
-            Bound::Between(low, high) if value > low && value < high => {
-                let t = (value - low) / (high - low);
+            Bound::Between(low, high) if value >= low && value <= high => {
+                // A value on the bound (a previous fit that converged onto it) starts just inside.
+                let t = ((value - low) / (high - low)).clamp(1e-12, 1.0 - 1e-12);
                 (t / (1.0 - t)).ln()
             }
             _ => return None,
@@ -695,7 +697,8 @@ mod tests {
             assert!((bound.to_external(u) - v).abs() < 1e-12);
         }
         assert_eq!(Bound::Positive.to_internal(-1.0), None);
-        assert_eq!(Bound::Between(0.0, 1.0).to_internal(1.0), None);
+        assert_eq!(Bound::Between(0.0, 1.0).to_internal(1.5), None);
+        assert!(Bound::Between(0.0, 1.0).to_internal(1.0).is_some());
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod chinchilla;
 pub mod densing;
+pub mod effective;
 pub mod fit;
 pub mod gadre;
 pub mod reference;
