@@ -177,7 +177,8 @@ pub fn fit_command(cli: &Cli, args: &FitArgs) -> Result<()> {
 
 /// The copy of Gadre et al.'s `exp_data` in the source tree.
 fn shipped_gadre_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../laws/data/gadre-scaling/exp_data")
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../laws/data/gadre-scaling/exp_data");
+    path.canonicalize().unwrap_or(path)
 }
 
 #[derive(Tabled, Serialize)]
@@ -242,6 +243,26 @@ fn fit_gadre(
         error_points.push(Point::new(&run.name, vec![loss_of(run)?], error_of(run)?));
     }
     let error_fit = fit(&ErrorLaw, &error_points, options)?;
+    // Chinchilla's L(N, D) on every run of the dataset except the held-out targets, by
+    // Hoffmann et al.'s robust objective.
+    let held_out = ["open_lm_1b", "open_lm_7b"];
+    let mut chinchilla_points = Vec::new();
+    for run in runs
+        .iter()
+        .filter(|r| r.dataset == dataset && !held_out.contains(&r.model.as_str()))
+    {
+        chinchilla_points.push(Point::new(
+            &run.name,
+            vec![run.params, run.tokens],
+            loss_of(run)?,
+        ));
+    }
+    let chinchilla_fit = fit_with(
+        &ChinchillaLaw,
+        &chinchilla_points,
+        options,
+        &HuberLse::default(),
+    )?;
     spinner.finish_and_clear();
 
     let mut predictions = Vec::new();
@@ -249,6 +270,8 @@ fn fit_gadre(
         let Ok(run) = pick(model, m) else { continue };
         let loss = OverTrainingLaw.predict(&[run.params, run.multiplier], &loss_fit.values());
         let error = ErrorLaw.predict(&[loss], &error_fit.values());
+        let chinchilla_loss =
+            ChinchillaLaw.predict(&[run.params, run.tokens], &chinchilla_fit.values());
         let label = format!("{} (N = {}, M = {m})", run.name, si(run.params));
         let relative = |p: f64, a: f64| format!("{:.2}%", 100.0 * ((p - a) / a).abs());
         if let Ok(actual) = loss_of(run) {
@@ -258,6 +281,13 @@ fn fit_gadre(
                 predicted: format!("{loss:.4}"),
                 measured: format!("{actual:.4}"),
                 relative_error: relative(loss, actual),
+            });
+            predictions.push(PredictionRow {
+                model: label.clone(),
+                quantity: format!("{eval_set} loss, Chinchilla fit"),
+                predicted: format!("{chinchilla_loss:.4}"),
+                measured: format!("{actual:.4}"),
+                relative_error: relative(chinchilla_loss, actual),
             });
         }
         if let Ok(actual) = error_of(run) {
@@ -274,6 +304,7 @@ fn fit_gadre(
         "loss_law": loss_fit,
         "loss_law_paper_form": OverTrainingLaw::paper_form(&loss_fit.values()),
         "error_law": error_fit,
+        "chinchilla": chinchilla_fit,
         "predictions": predictions,
     });
     if args.settings.json {
@@ -287,7 +318,11 @@ fn fit_gadre(
             form.a, form.b, form.eta, form.e
         );
         print_fit(&error_fit);
-        println!("held-out predictions (models not in either fit set):");
+        println!(
+            "Chinchilla on every {dataset} run but the 1.4B and 6.9B models (Huber loss on log-loss, δ = 1e-3, L-BFGS from Hoffmann et al.'s grid):"
+        );
+        print_fit(&chinchilla_fit);
+        println!("held-out predictions (models in none of the fit sets):");
         println!("{}", Table::new(&predictions).with(Style::sharp()));
     }
     let mut settings = settings_json(&args.settings);

@@ -225,8 +225,9 @@ pub struct FitReport {
     pub leave_one_out: Option<LeaveOneOut>,
     /// The points fitted.
     pub points: Vec<Point>,
-    /// Parameter vectors of the usable bootstrap resamples (for propagating uncertainty).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Parameter vectors of the usable bootstrap resamples (for propagating uncertainty; not
+    /// serialised: the intervals above summarise them).
+    #[serde(skip)]
     pub bootstrap_parameters: Vec<Vec<f64>>,
 }
 
