@@ -114,7 +114,7 @@ struct ParameterRow {
 
 /// Prints a fit: parameters with intervals, then goodness of fit.
 fn print_fit(report: &FitReport) {
-    println!("{}: {}", report.law, report.formula);
+    println!("{}: {}  [{}]", report.law, report.formula, report.method);
     let rows: Vec<ParameterRow> = report
         .parameters
         .iter()
@@ -346,7 +346,9 @@ fn fit_csv(
     let law: &dyn Law = match law_name {
         LawName::GadreError => &ErrorLaw,
         LawName::GadreOvertraining => &OverTrainingLaw,
-        LawName::Chinchilla | LawName::ChinchillaHuber => &ChinchillaLaw,
+        LawName::Chinchilla | LawName::ChinchillaHuber | LawName::ChinchillaVarpro => {
+            &ChinchillaLaw
+        }
         LawName::DensingLoss => &LossLaw,
         LawName::DensingPerformance => &PerformanceLaw,
     };
@@ -363,6 +365,9 @@ fn fit_csv(
     let points = read_points(file, x, y, label)?;
     let report = match law_name {
         LawName::ChinchillaHuber => fit_with(law, &points, options, &HuberLse::default())?,
+        LawName::ChinchillaVarpro => {
+            lmdensity_laws::chinchilla::fit_variable_projection(&points, options)?
+        }
         _ => fit(law, &points, options)?,
     };
     if args.settings.json {

@@ -218,6 +218,9 @@ pub enum LawName {
     Chinchilla,
     /// The same law by Hoffmann et al.'s Huber loss on log-loss (L-BFGS); x = N, D.
     ChinchillaHuber,
+    /// The same law by variable projection: grid over (α, β), non-negative least squares for
+    /// (E, A, B), then Levenberg–Marquardt; x = N, D.
+    ChinchillaVarpro,
     /// L(N, D) = a·N^(−α) + b·D^(−β); x = N, D.
     DensingLoss,
     /// S(L) = c / (1 + e^(−γ(L − l))) + d; x = L.

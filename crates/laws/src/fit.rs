@@ -83,6 +83,35 @@ pub trait Law: Sync {
     fn starts(&self) -> Vec<Vec<f64>>;
 }
 
+/// A law with other initial guesses (e.g. from a grid search that ran first).
+pub struct WithStarts<'a> {
+    /// The law.
+    pub law: &'a dyn Law,
+    /// Its initial guesses.
+    pub starts: Vec<Vec<f64>>,
+}
+
+impl Law for WithStarts<'_> {
+    fn name(&self) -> &str {
+        self.law.name()
+    }
+    fn formula(&self) -> &str {
+        self.law.formula()
+    }
+    fn inputs(&self) -> &[&'static str] {
+        self.law.inputs()
+    }
+    fn parameters(&self) -> &[Parameter] {
+        self.law.parameters()
+    }
+    fn predict(&self, x: &[f64], theta: &[f64]) -> f64 {
+        self.law.predict(x, theta)
+    }
+    fn starts(&self) -> Vec<Vec<f64>> {
+        self.starts.clone()
+    }
+}
+
 /// One observation: inputs `x` (in the law's input order), the measured `y`, and a label.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
@@ -201,6 +230,8 @@ pub struct FitReport {
     pub law: String,
     /// Law formula.
     pub formula: String,
+    /// How it was fitted (optimiser and objective).
+    pub method: String,
     /// Input names.
     pub inputs: Vec<String>,
     /// Fitted parameters.
@@ -335,6 +366,8 @@ pub trait Solver: Sync {
     fn solve(&self, law: &dyn Law, points: &[Point], start: &[f64]) -> Option<(Vec<f64>, f64)>;
     /// The residual scale the objective is measured on.
     fn residual_scale(&self) -> ResidualScale;
+    /// How it fits, for reports (e.g. `levenberg-marquardt`).
+    fn method(&self) -> &str;
 }
 
 /// Levenberg–Marquardt least squares (MINPACK's algorithm, as scipy's `curve_fit`).
@@ -374,6 +407,10 @@ impl Solver for LeastSquares {
 
     fn residual_scale(&self) -> ResidualScale {
         self.residual
+    }
+
+    fn method(&self) -> &str {
+        "levenberg-marquardt"
     }
 }
 
@@ -517,6 +554,7 @@ pub fn fit_with(
     Ok(FitReport {
         law: law.name().to_string(),
         formula: law.formula().to_string(),
+        method: solver.method().to_string(),
         inputs: law.inputs().iter().map(|s| s.to_string()).collect(),
         parameters,
         n_points: n,

@@ -120,4 +120,8 @@ impl Solver for HuberLse {
     fn residual_scale(&self) -> ResidualScale {
         ResidualScale::Log
     }
+
+    fn method(&self) -> &str {
+        "huber-log-lse-lbfgs"
+    }
 }

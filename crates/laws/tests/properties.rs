@@ -1,7 +1,7 @@
 //! Property tests: data generated from each law with known parameters plus noise is fitted back
 //! within tolerance, and degenerate inputs are refused with the matching error.
 
-use lmdensity_laws::chinchilla::ChinchillaLaw;
+use lmdensity_laws::chinchilla::{fit_variable_projection, ChinchillaLaw};
 use lmdensity_laws::densing::{LossLaw, PerformanceLaw, ReferenceFamilyLaw};
 use lmdensity_laws::fit::{fit, fit_with, FitOptions, Law, Point};
 use lmdensity_laws::gadre::{ErrorLaw, OverTrainingLaw};
@@ -104,7 +104,8 @@ proptest! {
         let points = generate(&ChinchillaLaw, &theta, &inputs, 0.002, seed);
         let least_squares = fit(&ChinchillaLaw, &points, &no_bootstrap()).expect("LM fits");
         let huber = fit_with(&ChinchillaLaw, &points, &no_bootstrap(), &HuberLse::default()).expect("Huber fits");
-        for report in [&least_squares, &huber] {
+        let projected = fit_variable_projection(&points, &no_bootstrap()).expect("VarPro fits");
+        for report in [&least_squares, &huber, &projected] {
             let v = report.values();
             prop_assert!(relative(v[0], e) < 0.05, "{} E {v:?} vs {theta:?}", report.law);
             prop_assert!(relative(v[2], alpha) < 0.15, "{} alpha {v:?} vs {theta:?}", report.law);
