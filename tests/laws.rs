@@ -133,3 +133,35 @@ fn fit_csv_refuses_degenerate_data_naming_what_is_missing() {
         "{err}"
     );
 }
+
+#[test]
+fn fit_runs_joins_the_stores_runs_per_model_and_refuses_too_few() {
+    // The curated PTB runs: one point per registry model (params, tokens from the registry,
+    // bits per byte) — fewer models than Chinchilla's five parameters.
+    let store = repo_root().join("results/curated/ptb-test-harness");
+    let out = lmdensity(
+        &repo_root(),
+        &[
+            "--results-dir",
+            store.to_str().expect("utf8"),
+            "fit",
+            "runs",
+            "--law",
+            "chinchilla",
+            "--x",
+            "params",
+            "--x",
+            "tokens",
+            "--y",
+            "bits_per_byte",
+        ],
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("cannot determine 5 parameters"), "{err}");
+    assert!(
+        !store.join("analyses").exists(),
+        "a refused fit writes nothing"
+    );
+    drop(dir);
+}

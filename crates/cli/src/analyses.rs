@@ -165,6 +165,7 @@ pub fn fit_command(cli: &Cli, args: &FitArgs) -> Result<()> {
             dataset,
             eval_set,
         } => fit_gadre(cli, args, &options, data.as_deref(), dataset, eval_set),
+        FitTarget::Runs { law, x, y } => fit_runs(cli, args, &options, *law, x, y),
         FitTarget::Csv {
             file,
             law,
@@ -343,33 +344,9 @@ fn fit_csv(
     y: &str,
     label: Option<&str>,
 ) -> Result<()> {
-    let law: &dyn Law = match law_name {
-        LawName::GadreError => &ErrorLaw,
-        LawName::GadreOvertraining => &OverTrainingLaw,
-        LawName::Chinchilla | LawName::ChinchillaHuber | LawName::ChinchillaVarpro => {
-            &ChinchillaLaw
-        }
-        LawName::DensingLoss => &LossLaw,
-        LawName::DensingPerformance => &PerformanceLaw,
-    };
-    if x.len() != law.inputs().len() {
-        bail!(
-            "{} takes {} input column(s) ({}), got {} (--x {})",
-            law.name(),
-            law.inputs().len(),
-            law.inputs().join(", "),
-            x.len(),
-            x.join(" --x ")
-        );
-    }
+    check_inputs(law_name, x)?;
     let points = read_points(file, x, y, label)?;
-    let report = match law_name {
-        LawName::ChinchillaHuber => fit_with(law, &points, options, &HuberLse::default())?,
-        LawName::ChinchillaVarpro => {
-            lmdensity_laws::chinchilla::fit_variable_projection(&points, options)?
-        }
-        _ => fit(law, &points, options)?,
-    };
+    let report = fit_law(law_name, &points, options)?;
     if args.settings.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -379,7 +356,135 @@ fn fit_csv(
     settings.insert("file".into(), json!(file.display().to_string()));
     settings.insert("x".into(), json!(x));
     settings.insert("y".into(), json!(y));
-    save(cli, "fit", law.name(), settings, &report)
+    save(cli, "fit", law(law_name).name(), settings, &report)
+}
+
+/// The law object of a `--law` value.
+fn law(name: LawName) -> &'static dyn Law {
+    match name {
+        LawName::GadreError => &ErrorLaw,
+        LawName::GadreOvertraining => &OverTrainingLaw,
+        LawName::Chinchilla | LawName::ChinchillaHuber | LawName::ChinchillaVarpro => {
+            &ChinchillaLaw
+        }
+        LawName::DensingLoss => &LossLaw,
+        LawName::DensingPerformance => &PerformanceLaw,
+    }
+}
+
+fn check_inputs(law_name: LawName, x: &[String]) -> Result<()> {
+    let law = law(law_name);
+    if x.len() != law.inputs().len() {
+        bail!(
+            "{} takes {} input(s) ({}), got {} (--x {})",
+            law.name(),
+            law.inputs().len(),
+            law.inputs().join(", "),
+            x.len(),
+            x.join(" --x ")
+        );
+    }
+    Ok(())
+}
+
+/// Fits the law a `--law` value names, with the solver it names.
+fn fit_law(law_name: LawName, points: &[Point], options: &FitOptions) -> Result<FitReport> {
+    let law = law(law_name);
+    Ok(match law_name {
+        LawName::ChinchillaHuber => fit_with(law, &points, options, &HuberLse::default())?,
+        LawName::ChinchillaVarpro => {
+            lmdensity_laws::chinchilla::fit_variable_projection(&points, options)?
+        }
+        _ => fit(law, points, options)?,
+    })
+}
+
+/// Per model id: every headline value of its newest complete runs, plus `params`, and from the
+/// registry `tokens` and `release_days`.
+pub(crate) fn model_values(cli: &Cli) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+    let mut runs = ResultsStore::new(&cli.results_dir).runs()?;
+    runs.sort_by(|a, b| a.manifest.started_at.cmp(&b.manifest.started_at));
+    let registry = crate::commands::load_registry(cli).ok();
+    let mut values: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for run in &runs {
+        let Some(metrics) = &run.metrics else {
+            continue;
+        };
+        if metrics.status != lmdensity_core::RunStatus::Complete {
+            continue;
+        }
+        let id = &run.manifest.model.id;
+        let entry = values.entry(id.clone()).or_default();
+        entry.insert("params".into(), run.manifest.model.n_params as f64);
+        for metric in &metrics.metrics {
+            entry.insert(metric.name.clone(), metric.value);
+        }
+        if let Some(model) = registry.as_ref().and_then(|r| r.get(id).ok()) {
+            if let Some(tokens) = model.training_tokens {
+                entry.insert("tokens".into(), tokens);
+            }
+            let date = format!("{}-01", model.release_date);
+            if let Ok(day) = chrono::NaiveDate::parse_from_str(&date[..10], "%Y-%m-%d") {
+                let days = (day - lmdensity_laws::trend::epoch()).num_days();
+                entry.insert("release_days".into(), days as f64);
+            }
+        }
+    }
+    Ok(values)
+}
+
+fn fit_runs(
+    cli: &Cli,
+    args: &FitArgs,
+    options: &FitOptions,
+    law_name: LawName,
+    x: &[String],
+    y: &str,
+) -> Result<()> {
+    check_inputs(law_name, x)?;
+    let values = model_values(cli)?;
+    if values.is_empty() {
+        bail!("no complete runs in {}", cli.results_dir.display());
+    }
+    let mut points = Vec::new();
+    let mut skipped = Vec::new();
+    for (model, fields) in &values {
+        let get = |name: &str| fields.get(name).copied();
+        match (
+            x.iter().map(|f| get(f)).collect::<Option<Vec<f64>>>(),
+            get(y),
+        ) {
+            (Some(xs), Some(value)) => points.push(Point::new(model, xs, value)),
+            _ => skipped.push(model.clone()),
+        }
+    }
+    if !skipped.is_empty() && !cli.quiet {
+        eprintln!(
+            "models without all of {}, {y}: {}",
+            x.join(", "),
+            skipped.join(", ")
+        );
+    }
+    let report = fit_law(law_name, &points, options).with_context(|| {
+        format!(
+            "fitting {} to the runs in {}",
+            law(law_name).name(),
+            cli.results_dir.display()
+        )
+    })?;
+    if args.settings.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print_fit(&report);
+    }
+    let mut settings = settings_json(&args.settings);
+    settings.insert(
+        "results_dir".into(),
+        json!(cli.results_dir.display().to_string()),
+    );
+    settings.insert("x".into(), json!(x));
+    settings.insert("y".into(), json!(y));
+    save(cli, "fit", law(law_name).name(), settings, &report)
 }
 
 /// Points from CSV columns; every error names the file, row and column.
@@ -581,12 +686,35 @@ pub fn density_command(cli: &Cli, args: &DensityArgs) -> Result<()> {
                 row.released,
             ));
         } else if registry.as_ref().is_some_and(|r| r.get(name).is_ok()) {
-            bail!(
-                "{name}: no downstream-task results for it in {} — N̂ needs its zero-shot accuracy on {} \
-                 (task evaluation is not part of lmdensity yet); pass them with --score TASK=ACC --params N",
-                cli.results_dir.display(),
-                COMMONSENSE_TASKS.join(", ")
-            );
+            let values = model_values(cli)?;
+            let fields = values.get(name.as_str());
+            let accuracy = |task: &str| fields.and_then(|f| f.get(&format!("{task}/acc")).copied());
+            let missing: Vec<String> = COMMONSENSE_TASKS
+                .iter()
+                .filter(|t| accuracy(t).is_none())
+                .map(|t| format!("{t}/acc"))
+                .collect();
+            if !missing.is_empty() {
+                bail!(
+                    "{name}: no downstream-task results for {} in {} — N̂ needs its zero-shot accuracy on {} \
+                     (task evaluation is not part of lmdensity yet); pass them with --score TASK=ACC --params N",
+                    missing.join(", "),
+                    cli.results_dir.display(),
+                    COMMONSENSE_TASKS.join(", ")
+                );
+            }
+            let score = COMMONSENSE_TASKS
+                .iter()
+                .filter_map(|t| accuracy(t))
+                .sum::<f64>()
+                / COMMONSENSE_TASKS.len() as f64;
+            let params = fields
+                .and_then(|f| f.get("params").copied())
+                .context("no parameter count in its runs")?;
+            estimates.push((
+                family.density(name, score, None, params, args.settings.seed, confidence)?,
+                None,
+            ));
         } else {
             bail!("{name}: neither a registry model nor a row of the open-models table");
         }

@@ -188,6 +188,20 @@ pub enum FitTarget {
         #[arg(long, default_value = "c4_val")]
         eval_set: String,
     },
+    /// Any law on values from the results store, joined per model: metric names of complete
+    /// runs (e.g. `bits_per_byte`), `params` (from the run), `tokens` and `release_days`
+    /// (days since 2023-01-01, from the registry).
+    Runs {
+        /// Law to fit.
+        #[arg(long, value_enum)]
+        law: LawName,
+        /// Input fields, in the law's order.
+        #[arg(long, required = true)]
+        x: Vec<String>,
+        /// Output field.
+        #[arg(long)]
+        y: String,
+    },
     /// Any law on columns of a CSV file.
     Csv {
         /// The CSV file (with a header row).
