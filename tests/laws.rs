@@ -163,5 +163,4 @@ fn fit_runs_joins_the_stores_runs_per_model_and_refuses_too_few() {
         !store.join("analyses").exists(),
         "a refused fit writes nothing"
     );
-    drop(dir);
 }

@@ -391,9 +391,9 @@ fn check_inputs(law_name: LawName, x: &[String]) -> Result<()> {
 fn fit_law(law_name: LawName, points: &[Point], options: &FitOptions) -> Result<FitReport> {
     let law = law(law_name);
     Ok(match law_name {
-        LawName::ChinchillaHuber => fit_with(law, &points, options, &HuberLse::default())?,
+        LawName::ChinchillaHuber => fit_with(law, points, options, &HuberLse::default())?,
         LawName::ChinchillaVarpro => {
-            lmdensity_laws::chinchilla::fit_variable_projection(&points, options)?
+            lmdensity_laws::chinchilla::fit_variable_projection(points, options)?
         }
         _ => fit(law, points, options)?,
     })
