@@ -55,6 +55,7 @@ fn curated_ptb_bits_per_byte_runs_are_complete_and_consistent() {
             .map(
                 |l| match serde_json::from_str::<Sample>(l).expect("sample") {
                     Sample::PerplexityWindow(w) => w.nll_sum,
+                    other => panic!("a perplexity run holds {other:?}"),
                 },
             )
             .sum();

@@ -13,3 +13,4 @@ mod errors;
 mod hub;
 mod laws;
 mod real_models;
+mod tasks;

@@ -40,6 +40,8 @@ pub enum Command {
     Run(RunArgs),
     /// Measure perplexity of a model on a corpus.
     Ppl(PplArgs),
+    /// Score downstream tasks (lm-evaluation-harness prompts and metrics, 0-shot).
+    Eval(EvalArgs),
     /// Download and verify models into the cache.
     Fetch {
         /// Model ids from the registry.
@@ -293,4 +295,24 @@ pub struct TrendArgs {
     /// Fit settings.
     #[command(flatten)]
     pub settings: FitSettings,
+}
+
+/// Arguments of `eval`.
+#[derive(Debug, Args, Clone)]
+pub struct EvalArgs {
+    /// The model.
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Tasks and groups, comma-separated (`core` = arc_easy, arc_challenge, piqa, winogrande).
+    #[arg(long, default_value = "core")]
+    pub tasks: String,
+    /// Score only the first N items of each task (as lm-eval's --limit).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Task declarations (default: the tasks.toml built into the binary).
+    #[arg(long)]
+    pub tasks_file: Option<PathBuf>,
+    /// Continue the newest unfinished run of each task with the same model and settings.
+    #[arg(long)]
+    pub resume: bool,
 }

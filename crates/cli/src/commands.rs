@@ -11,7 +11,7 @@ use lmdensity_core::hardware::Hardware;
 use lmdensity_core::schema::{BackendRecord, ModelRecord, RunManifest, SoftwareRecord};
 use lmdensity_core::store::{resume_key, StoredRun};
 use lmdensity_core::{progress, ResultsStore, RunMetrics, SCHEMA_VERSION};
-use lmdensity_eval::{corpus, perplexity, Corpus, PerplexityMode};
+use lmdensity_eval::{corpus, perplexity, PerplexityMode};
 use lmdensity_hub::{gguf, Fetcher, Registry, ResolvedModel};
 use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
 use serde_json::json;
@@ -88,6 +88,11 @@ pub fn run() -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::Eval(args) => {
+            let runs = crate::evaluate::evaluate(&cli, args)?;
+            print_table(&runs, &MetricFilter::Headline);
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Fit(args) => {
             crate::analyses::fit_command(&cli, args)?;
             Ok(ExitCode::SUCCESS)
@@ -151,8 +156,18 @@ fn resolve_model(cli: &Cli, args: &ModelArgs) -> Result<ResolvedModel> {
     Ok(fetcher.resolve(entry, &registry.base_dir())?)
 }
 
-fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
-    let resolved = resolve_model(cli, &args.model)?;
+/// A loaded engine and the records every run manifest needs.
+pub(crate) struct Engine {
+    pub resolved: ResolvedModel,
+    pub hardware: Hardware,
+    pub config: LlamaCppConfig,
+    pub model: LlamaCppModel,
+    pub record: ModelRecord,
+}
+
+/// Resolves, checks and loads the model `args` name.
+pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
+    let resolved = resolve_model(cli, args)?;
     let weights = resolved.weights().to_path_buf();
     let header = gguf::read(&weights)?;
     let hardware = Hardware::detect();
@@ -164,7 +179,7 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
             hardware.ram_available_bytes as f64 / (1u64 << 30) as f64
         );
     }
-    let threads = match args.model.threads {
+    let threads = match args.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(t) if t as usize > hardware.cpu_threads => bail!(
             "--threads {t} exceeds the {} logical CPUs of this machine",
@@ -173,18 +188,42 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         Some(t) => t,
         None => hardware.cpu_threads as u32,
     };
-    if args.model.batch_size == 0 {
+    if args.batch_size == 0 {
         bail!("--batch-size must be at least 1");
     }
     let config = LlamaCppConfig {
         threads,
-        batch_size: args.model.batch_size,
-        gpu_layers: args.model.gpu_layers,
+        batch_size: args.batch_size,
+        gpu_layers: args.gpu_layers,
         verbose: cli.verbose,
     };
+    let model = LlamaCppModel::load(&weights, config.clone())?;
+    let record = ModelRecord {
+        id: resolved.id.clone(),
+        path: weights.display().to_string(),
+        sha256: resolved.sha256[0].clone(),
+        file_bytes: header.file_bytes,
+        format: "gguf".into(),
+        quantization: header.quantization(),
+        architecture: header.architecture().to_string(),
+        n_params: model.info().n_params,
+        n_vocab: model.info().n_vocab as u64,
+        n_ctx_train: model.info().n_ctx_train as u64,
+    };
+    Ok(Engine {
+        resolved,
+        hardware,
+        config,
+        model,
+        record,
+    })
+}
+
+fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
+    let engine = load_engine(cli, &args.model)?;
+    let (resolved, model, model_record) = (&engine.resolved, &engine.model, &engine.record);
     let fetcher = Fetcher::from_env(cli.quiet);
     let corpus = corpus::load(&args.corpus, &fetcher)?;
-    let model = LlamaCppModel::load(&weights, config.clone())?;
     let n_ctx_train = model.info().n_ctx_train;
     let modes: Vec<PerplexityMode> = {
         let harness = || -> Result<PerplexityMode> {
@@ -210,18 +249,6 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         }
     };
     let store = ResultsStore::new(&cli.results_dir);
-    let model_record = ModelRecord {
-        id: resolved.id.clone(),
-        path: weights.display().to_string(),
-        sha256: resolved.sha256[0].clone(),
-        file_bytes: header.file_bytes,
-        format: "gguf".into(),
-        quantization: header.quantization(),
-        architecture: header.architecture().to_string(),
-        n_params: model.info().n_params,
-        n_vocab: model.info().n_vocab as u64,
-        n_ctx_train: n_ctx_train as u64,
-    };
     let mut finished = Vec::new();
     for mode in modes {
         let mut session = model.session(mode.context_needed())?;
@@ -265,16 +292,13 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
                 }
                 h
             }
-            None => store.create_run(manifest(
-                &model_record,
-                &config,
-                &hardware,
-                &corpus,
-                mode,
-                settings,
-                key,
-                &resolved,
-            ))?,
+            None => {
+                let corpus_label = Path::new(&corpus.name)
+                    .file_name()
+                    .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
+                let label = format!("ppl-{}-{}", sanitize(&corpus_label), sanitize(mode.name()));
+                store.create_run(run_manifest(&engine, "perplexity", &label, settings, key))?
+            }
         };
         let bar = progress::bar(
             0,
@@ -307,48 +331,44 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
     Ok(finished)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn manifest(
-    model: &ModelRecord,
-    config: &LlamaCppConfig,
-    hardware: &Hardware,
-    corpus: &Corpus,
-    mode: PerplexityMode,
-    settings: BTreeMap<String, serde_json::Value>,
+/// A file-name-safe version of `s`.
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// The manifest of a new run of `kind` (`perplexity`, `task`) on `engine`; `label` names the
+/// run's directory after the model.
+pub(crate) fn run_manifest(
+    engine: &Engine,
+    kind: &str,
+    label: &str,
+    mut settings: BTreeMap<String, serde_json::Value>,
     key: String,
-    resolved: &ResolvedModel,
 ) -> RunManifest {
     let now = chrono::Utc::now();
-    let sanitize = |s: &str| -> String {
-        s.chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect()
-    };
-    let corpus_label = Path::new(&corpus.name)
-        .file_name()
-        .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
     let run_id = format!(
-        "{}-{}-ppl-{}-{}-{}",
+        "{}-{}-{}-{}",
         now.format("%Y%m%dT%H%M%S"),
-        sanitize(&model.id),
-        sanitize(&corpus_label),
-        sanitize(mode.name()),
+        sanitize(&engine.record.id),
+        label,
         &key[..8]
     );
-    let mut settings = settings;
-    settings.insert("model_source".into(), json!(resolved.source));
+    settings.insert("model_source".into(), json!(engine.resolved.source));
+    let config = &engine.config;
     RunManifest {
         schema_version: SCHEMA_VERSION,
         run_id,
-        kind: "perplexity".into(),
+        kind: kind.into(),
         started_at: now.to_rfc3339(),
-        model: model.clone(),
+        model: engine.record.clone(),
         backend: BackendRecord {
             name: "llama.cpp".into(),
             version: format!("llama-cpp-2 {}", lmdensity_llamacpp::LLAMA_CPP_2_VERSION),
@@ -366,7 +386,7 @@ fn manifest(
             .into_iter()
             .collect(),
         },
-        hardware: hardware.clone(),
+        hardware: engine.hardware.clone(),
         software: SoftwareRecord {
             lmdensity_version: env!("CARGO_PKG_VERSION").into(),
             git_revision: env!("LMDENSITY_GIT_REVISION").into(),
@@ -412,7 +432,7 @@ fn fmt_value(value: f64, stderr: Option<f64>) -> String {
 
 /// Which metrics a table shows.
 enum MetricFilter {
-    /// bits per byte and the perplexities.
+    /// bits per byte, the perplexities, task accuracies and conditional loss.
     Headline,
     /// Everything.
     All,
@@ -423,7 +443,12 @@ enum MetricFilter {
 impl MetricFilter {
     fn keeps(&self, name: &str) -> bool {
         match self {
-            MetricFilter::Headline => HEADLINE.contains(&name),
+            MetricFilter::Headline => {
+                HEADLINE.contains(&name)
+                    || ["/acc", "/acc_norm", "/gold_bits_per_byte"]
+                        .iter()
+                        .any(|suffix| name.ends_with(suffix))
+            }
             MetricFilter::All => true,
             MetricFilter::Only(names) => names.iter().any(|n| n == name),
         }

@@ -5,6 +5,7 @@
 mod analyses;
 mod cli;
 mod commands;
+mod evaluate;
 
 use std::process::ExitCode;
 

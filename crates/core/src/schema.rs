@@ -165,6 +165,35 @@ impl RunMetrics {
 pub enum Sample {
     /// One scored window of a perplexity run.
     PerplexityWindow(WindowSample),
+    /// One scored item of a downstream task.
+    TaskItem(ItemSample),
+}
+
+/// Every choice of one task item scored: enough to recompute acc, acc_norm, acc_bytes and the
+/// conditional loss without the model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ItemSample {
+    /// Item number in the task's document order, from 0.
+    pub index: usize,
+    /// Index of the correct choice.
+    pub gold: usize,
+    /// One score per choice, in the task's choice order.
+    pub choices: Vec<ChoiceScore>,
+}
+
+/// The log-likelihood of one choice's continuation given its context.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ChoiceScore {
+    /// Σ ln p over the continuation's tokens (nats).
+    pub loglikelihood: f64,
+    /// Every continuation token was the model's argmax.
+    pub is_greedy: bool,
+    /// Continuation tokens.
+    pub n_tokens: usize,
+    /// Characters of the choice text (lm-eval's acc_norm length).
+    pub n_chars: usize,
+    /// UTF-8 bytes of the continuation (delimiter included).
+    pub n_bytes: usize,
 }
 
 /// Log-likelihood totals of one perplexity window; enough to recompute every perplexity metric.

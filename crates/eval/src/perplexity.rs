@@ -268,7 +268,12 @@ pub fn run(
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut samples: Vec<WindowSample> = Vec::new();
     for s in run.finished_samples() {
-        let Sample::PerplexityWindow(w) = s;
+        let Sample::PerplexityWindow(w) = s else {
+            return Err(PerplexityError::Resume(format!(
+                "{}: holds samples of another kind of run",
+                run.dir().display()
+            )));
+        };
         let planned = windows.get(w.index).ok_or_else(|| {
             PerplexityError::Resume(format!(
                 "{}: sample for window {} but this corpus has {} windows; not the same run",

@@ -1,0 +1,146 @@
+//! `lmdensity eval`: downstream tasks on a model, one resumable run per task.
+
+use std::collections::BTreeMap;
+
+use anyhow::{bail, Context, Result};
+use lmdensity_backend::LanguageModel;
+use lmdensity_core::store::{resume_key, StoredRun};
+use lmdensity_core::{progress, ResultsStore};
+use lmdensity_hub::Fetcher;
+use lmdensity_tasks::items::build_items;
+use lmdensity_tasks::score::{encode_pair, run_task, Encoding};
+use lmdensity_tasks::{data, TaskSet};
+use serde_json::json;
+
+use crate::cli::{Cli, EvalArgs};
+use crate::commands::{load_engine, run_manifest};
+
+/// Longest context a task request may use: lm-eval's default max_length.
+const MAX_TASK_TOKENS: usize = 2048;
+
+/// Whether lm-evaluation-harness prefixes BOS for this architecture (it does for Gemma only).
+fn lm_eval_adds_bos(architecture: &str) -> bool {
+    architecture.starts_with("gemma")
+}
+
+/// Scores every selected task; returns the finished runs.
+pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
+    let set = match &args.tasks_file {
+        Some(path) => TaskSet::load(path)?,
+        None => TaskSet::builtin(),
+    };
+    let tasks = set.select(&args.tasks)?;
+    if args.limit == Some(0) {
+        bail!("--limit must be at least 1");
+    }
+    let engine = load_engine(cli, &args.model)?;
+    let info = engine.model.info().clone();
+    let max_len = info.n_ctx_train.min(MAX_TASK_TOKENS);
+    let encoding = Encoding {
+        prefix_bos: if lm_eval_adds_bos(&info.architecture) {
+            info.bos
+        } else {
+            None
+        },
+        max_len,
+    };
+    let fetcher = Fetcher::from_env(cli.quiet);
+    let store = ResultsStore::new(&cli.results_dir);
+    let mut finished = Vec::new();
+    for spec in tasks {
+        let documents = data::load_documents(spec, &fetcher)?;
+        let n_documents = documents.len();
+        let documents = &documents[..args.limit.unwrap_or(n_documents).min(n_documents)];
+        let items = build_items(spec, documents)?;
+        let mut session = engine.model.session(max_len)?;
+        // Check every request encodes before spending time on any.
+        for item in &items {
+            for (context, continuation) in &item.requests {
+                encode_pair(
+                    &session as &dyn LanguageModel,
+                    context,
+                    continuation,
+                    encoding,
+                )
+                .map_err(|what| anyhow::anyhow!("{}: item {}: {what}", spec.name, item.index))?;
+            }
+        }
+        let settings: BTreeMap<String, serde_json::Value> = [
+            ("task", json!(spec.name)),
+            ("corpus", json!(spec.name)),
+            (
+                "mode",
+                json!(match args.limit {
+                    Some(n) => format!("0-shot {}, first {n}", spec.split),
+                    None => format!("0-shot {}", spec.split),
+                }),
+            ),
+            ("split", json!(spec.split)),
+            ("data", json!(format!("pip:{} {}", spec.package, spec.path))),
+            ("items", json!(items.len())),
+            ("num_fewshot", json!(0)),
+            ("prefix_bos", json!(encoding.prefix_bos.is_some())),
+            ("max_length", json!(max_len)),
+            ("prompt", json!({"text": spec.text, "choices": format!("{:?}", spec.choices), "gold": spec.gold, "target_delimiter": spec.target_delimiter, "kind": format!("{:?}", spec.kind)})),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        let key = resume_key(&json!({
+            "model_sha256": engine.record.sha256,
+            "backend": "llama.cpp",
+            "kind": "task",
+            "settings": settings,
+        }));
+        let resumed = if args.resume {
+            store.find_resumable(&key)?
+        } else {
+            None
+        };
+        let mut handle = match resumed {
+            Some(h) => {
+                if !progress::is_quiet() {
+                    eprintln!(
+                        "resuming {} ({} items already scored)",
+                        h.dir().display(),
+                        h.finished_samples().len()
+                    );
+                }
+                h
+            }
+            None => {
+                let label = format!("task-{}", spec.name);
+                store.create_run(run_manifest(&engine, "task", &label, settings, key))?
+            }
+        };
+        let bar = progress::bar(
+            items.len() as u64,
+            &format!("{} {}", engine.record.id, spec.name),
+            "items",
+        );
+        let result = run_task(
+            &mut session,
+            spec,
+            &items,
+            encoding,
+            &mut handle,
+            &mut |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            },
+        );
+        bar.finish_and_clear();
+        let metrics = result.with_context(|| {
+            format!(
+                "task run {} (finished items are kept; rerun with --resume)",
+                handle.dir().display()
+            )
+        })?;
+        finished.push(StoredRun {
+            dir: handle.dir().to_path_buf(),
+            manifest: handle.manifest().clone(),
+            metrics: Some(metrics),
+        });
+    }
+    Ok(finished)
+}

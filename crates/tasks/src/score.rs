@@ -1,0 +1,332 @@
+//! Scoring task items with the scoring primitive, and the metrics computed from the scores.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use lmdensity_backend::{LanguageModel, ScoreRequest, TokenId};
+use lmdensity_core::{
+    ChoiceScore, ItemSample, Metric, RunHandle, RunMetrics, RunStatus, Sample, SCHEMA_VERSION,
+};
+
+use crate::items::Item;
+use crate::spec::TaskSpec;
+use crate::TaskError;
+
+/// How requests are tokenized.
+#[derive(Debug, Clone, Copy)]
+pub struct Encoding {
+    /// Prefix BOS to every request (lm-eval does so for Gemma models only).
+    pub prefix_bos: Option<TokenId>,
+    /// Longest sequence the engine takes; longer requests lose context from the left.
+    pub max_len: usize,
+}
+
+/// Tokenizes a (context, continuation) pair as lm-eval's `_encode_pair`: trailing spaces of the
+/// context move to the continuation; the continuation's tokens are those of
+/// tokenize(context + continuation) after the context's own token count.
+pub fn encode_pair(
+    model: &dyn LanguageModel,
+    context: &str,
+    continuation: &str,
+    encoding: Encoding,
+) -> Result<ScoreRequest, String> {
+    let trimmed = context.trim_end_matches(' ');
+    let moved = &context[trimmed.len()..];
+    let continuation = format!("{moved}{continuation}");
+    let context_tokens = model.tokenize(trimmed, false).map_err(|e| e.to_string())?;
+    let mut whole = model
+        .tokenize(&format!("{trimmed}{continuation}"), false)
+        .map_err(|e| e.to_string())?;
+    let mut score_from = context_tokens.len();
+    if let Some(bos) = encoding.prefix_bos {
+        whole.insert(0, bos);
+        score_from += 1;
+    }
+    if score_from == 0 {
+        return Err("empty context and no BOS: the first token has nothing to condition on".into());
+    }
+    if score_from >= whole.len() {
+        return Err(format!(
+            "continuation {continuation:?} tokenizes to nothing"
+        ));
+    }
+    // Left-truncate to the engine's length, keeping every continuation token.
+    let excess = whole.len().saturating_sub(encoding.max_len + 1);
+    if excess >= score_from {
+        return Err(format!(
+            "continuation of {} tokens does not fit the context of {}",
+            whole.len() - score_from,
+            encoding.max_len
+        ));
+    }
+    whole.drain(..excess);
+    Ok(ScoreRequest {
+        tokens: whole,
+        score_from: score_from - excess,
+    })
+}
+
+/// Scores every item not yet in `run` (resuming), appending one sample per item, and returns
+/// the final metrics. On an engine error, metrics over the finished items are written as
+/// partial before the error is returned.
+pub fn run_task(
+    model: &mut dyn LanguageModel,
+    spec: &TaskSpec,
+    items: &[Item],
+    encoding: Encoding,
+    run: &mut RunHandle,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<RunMetrics, TaskError> {
+    let started = Instant::now();
+    let mut samples: Vec<ItemSample> = Vec::new();
+    for s in run.finished_samples() {
+        match s {
+            Sample::TaskItem(item) if item.index < items.len() => samples.push(item.clone()),
+            _ => {
+                return Err(TaskError::Resume(format!(
+                    "{}: holds samples that are not items of {} ({} items)",
+                    run.dir().display(),
+                    spec.name,
+                    items.len()
+                )))
+            }
+        }
+    }
+    let done: BTreeSet<usize> = samples.iter().map(|s| s.index).collect();
+    let previous_elapsed = run.read_metrics()?.map_or(0.0, |m| m.elapsed_s);
+    on_progress(done.len(), items.len());
+    for item in items.iter().filter(|i| !done.contains(&i.index)) {
+        let requests = item
+            .requests
+            .iter()
+            .map(|(context, continuation)| encode_pair(&*model, context, continuation, encoding))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|what| TaskError::Document {
+                task: spec.name.clone(),
+                index: item.index,
+                what,
+            })?;
+        let scores = match model.score(&requests) {
+            Ok(s) => s,
+            Err(e) => {
+                let partial = metrics(
+                    spec,
+                    &samples,
+                    RunStatus::Partial,
+                    previous_elapsed + started.elapsed().as_secs_f64(),
+                );
+                run.write_metrics(&partial)?;
+                return Err(e.into());
+            }
+        };
+        let choices = scores
+            .iter()
+            .zip(&item.requests)
+            .zip(&item.choice_texts)
+            .map(|((s, (_, continuation)), text)| ChoiceScore {
+                loglikelihood: s.iter().map(|t| t.logprob).sum(),
+                is_greedy: s.iter().all(|t| t.is_greedy),
+                n_tokens: s.len(),
+                n_chars: text.chars().count(),
+                n_bytes: continuation.len(),
+            })
+            .collect();
+        let sample = ItemSample {
+            index: item.index,
+            gold: item.gold,
+            choices,
+        };
+        run.append_sample(&Sample::TaskItem(sample.clone()))?;
+        samples.push(sample);
+        on_progress(samples.len(), items.len());
+    }
+    samples.sort_by_key(|s| s.index);
+    let m = metrics(
+        spec,
+        &samples,
+        RunStatus::Complete,
+        previous_elapsed + started.elapsed().as_secs_f64(),
+    );
+    run.write_metrics(&m)?;
+    Ok(m)
+}
+
+/// Index of the largest value; the first on ties (as numpy's argmax).
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// Mean and its standard error (sample standard deviation / √n, as lm-eval's `mean_stderr`).
+fn mean_and_stderr(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, None);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some((var / n).sqrt()))
+}
+
+/// The task's metrics over `samples`, named `<task>/<metric>`.
+pub fn metrics(
+    spec: &TaskSpec,
+    samples: &[ItemSample],
+    status: RunStatus,
+    elapsed_s: f64,
+) -> RunMetrics {
+    let name = |m: &str| format!("{}/{m}", spec.name);
+    let mut out = vec![Metric {
+        name: name("items"),
+        value: samples.len() as f64,
+        stderr: None,
+        unit: "items".into(),
+        how: format!(
+            "{} items of {} ({}) scored, 0-shot",
+            samples.len(),
+            spec.name,
+            spec.split
+        ),
+    }];
+    if samples.is_empty() {
+        return RunMetrics {
+            schema_version: SCHEMA_VERSION,
+            status,
+            elapsed_s,
+            metrics: out,
+        };
+    }
+    let hit = |pick: &dyn Fn(&ItemSample) -> usize| -> Vec<f64> {
+        samples
+            .iter()
+            .map(|s| f64::from(u8::from(pick(s) == s.gold)))
+            .collect()
+    };
+    for metric in &spec.metrics {
+        let (values, how) = match metric.as_str() {
+            "acc" => (
+                hit(&|s| argmax(s.choices.iter().map(|c| c.loglikelihood))),
+                "fraction of items whose gold choice has the highest log-likelihood (lm-eval acc)",
+            ),
+            "acc_norm" => (
+                hit(&|s| argmax(s.choices.iter().map(|c| c.loglikelihood / c.n_chars.max(1) as f64))),
+                "the same with log-likelihood divided by the choice's characters (lm-eval acc_norm)",
+            ),
+            "acc_bytes" => (
+                hit(&|s| argmax(s.choices.iter().map(|c| c.loglikelihood / c.n_bytes.max(1) as f64))),
+                "the same with log-likelihood divided by the continuation's UTF-8 bytes",
+            ),
+            _ => continue,
+        };
+        let (value, stderr) = mean_and_stderr(&values);
+        out.push(Metric {
+            name: name(metric),
+            value,
+            stderr,
+            unit: "fraction".into(),
+            how: how.into(),
+        });
+        if metric == "acc" {
+            out.push(Metric {
+                name: name("error"),
+                value: 1.0 - value,
+                stderr,
+                unit: "fraction".into(),
+                how: "top-1 error = 1 − acc".into(),
+            });
+        }
+    }
+    let gold: Vec<&ChoiceScore> = samples
+        .iter()
+        .filter_map(|s| s.choices.get(s.gold))
+        .collect();
+    let nll: f64 = gold.iter().map(|c| -c.loglikelihood).sum();
+    let tokens: usize = gold.iter().map(|c| c.n_tokens).sum();
+    let bytes: usize = gold.iter().map(|c| c.n_bytes).sum();
+    out.push(Metric {
+        name: name("gold_nll_per_token"),
+        value: nll / tokens.max(1) as f64,
+        stderr: None,
+        unit: "nats/token".into(),
+        how: format!(
+            "conditional loss: Σ −ln p(gold continuation | context) / {tokens} gold tokens"
+        ),
+    });
+    out.push(Metric {
+        name: name("gold_bits_per_byte"),
+        value: nll / (bytes.max(1) as f64 * std::f64::consts::LN_2),
+        stderr: None,
+        unit: "bits/byte".into(),
+        how: format!(
+            "conditional loss: Σ −ln p(gold continuation | context) / ({bytes} bytes · ln 2)"
+        ),
+    });
+    RunMetrics {
+        schema_version: SCHEMA_VERSION,
+        status,
+        elapsed_s,
+        metrics: out,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::TaskSet;
+
+    fn sample(gold: usize, lls: &[(f64, usize)]) -> ItemSample {
+        ItemSample {
+            index: 0,
+            gold,
+            choices: lls
+                .iter()
+                .map(|&(ll, chars)| ChoiceScore {
+                    loglikelihood: ll,
+                    is_greedy: false,
+                    n_tokens: 2,
+                    n_chars: chars,
+                    n_bytes: chars + 1,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn acc_and_acc_norm_follow_lm_eval() {
+        let spec = TaskSet::builtin()
+            .tasks
+            .into_iter()
+            .find(|t| t.name == "piqa")
+            .expect("piqa");
+        // Item 1: raw ll prefers choice 0, per-character prefers choice 1 (the gold).
+        let samples = [
+            sample(1, &[(-4.0, 2), (-6.0, 20)]),
+            sample(0, &[(-1.0, 5), (-2.0, 5)]),
+        ];
+        let m = metrics(&spec, &samples, RunStatus::Complete, 0.0);
+        let get = |n: &str| {
+            m.metrics
+                .iter()
+                .find(|x| x.name == n)
+                .map(|x| x.value)
+                .expect(n)
+        };
+        assert_eq!(get("piqa/acc"), 0.5);
+        assert_eq!(get("piqa/acc_norm"), 1.0);
+        assert_eq!(get("piqa/error"), 0.5);
+        assert!((get("piqa/gold_nll_per_token") - (6.0 + 1.0) / 4.0).abs() < 1e-12);
+        let stderr = m
+            .metrics
+            .iter()
+            .find(|x| x.name == "piqa/acc")
+            .and_then(|x| x.stderr)
+            .expect("stderr");
+        assert!((stderr - 0.5).abs() < 1e-12, "{stderr}");
+        assert_eq!(argmax([1.0, 3.0, 3.0].into_iter()), 1);
+    }
+}
