@@ -10,7 +10,7 @@ use clap::Parser;
 use lmdensity_core::hardware::Hardware;
 use lmdensity_core::schema::{BackendRecord, ModelRecord, RunManifest, SoftwareRecord};
 use lmdensity_core::store::{resume_key, StoredRun};
-use lmdensity_core::{progress, ResultsStore, RunMetrics, SCHEMA_VERSION};
+use lmdensity_core::{progress, ResultsStore, RunHandle, RunMetrics, SCHEMA_VERSION};
 use lmdensity_eval::{corpus, perplexity, PerplexityMode};
 use lmdensity_hub::{gguf, Fetcher, Registry, ResolvedModel};
 use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
@@ -276,30 +276,13 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
             "kind": "perplexity",
             "settings": settings,
         }));
-        let resumed = if args.resume {
-            store.find_resumable(&key)?
-        } else {
-            None
-        };
-        let mut handle = match resumed {
-            Some(h) => {
-                if !progress::is_quiet() {
-                    eprintln!(
-                        "resuming {} ({} windows already scored)",
-                        h.dir().display(),
-                        h.finished_samples().len()
-                    );
-                }
-                h
-            }
-            None => {
-                let corpus_label = Path::new(&corpus.name)
-                    .file_name()
-                    .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
-                let label = format!("ppl-{}-{}", sanitize(&corpus_label), sanitize(mode.name()));
-                store.create_run(run_manifest(&engine, "perplexity", &label, settings, key))?
-            }
-        };
+        let corpus_label = Path::new(&corpus.name)
+            .file_name()
+            .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
+        let label = format!("ppl-{}-{}", sanitize(&corpus_label), sanitize(mode.name()));
+        let mut handle = open_run(&store, args.resume, &key, "windows", || {
+            run_manifest(&engine, "perplexity", &label, settings, key.clone())
+        })?;
         let bar = progress::bar(
             0,
             &format!("{} {} ({})", resolved.id, corpus.name, mode.name()),
@@ -316,19 +299,56 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
             },
         );
         bar.finish_and_clear();
-        let metrics = result.with_context(|| {
-            format!(
-                "perplexity run {} (finished windows are kept; rerun with --resume)",
-                handle.dir().display()
-            )
-        })?;
-        finished.push(StoredRun {
-            dir: handle.dir().to_path_buf(),
-            manifest: handle.manifest().clone(),
-            metrics: Some(metrics),
-        });
+        finished.push(finish_run(&handle, result, "perplexity run", "windows")?);
     }
     Ok(finished)
+}
+
+/// Reopens the newest unfinished run with `key` when resuming, else starts a new one from
+/// `manifest`. `unit` names what a sample is (windows, items).
+pub(crate) fn open_run(
+    store: &ResultsStore,
+    resume: bool,
+    key: &str,
+    unit: &str,
+    manifest: impl FnOnce() -> RunManifest,
+) -> Result<RunHandle> {
+    if resume {
+        if let Some(handle) = store.find_resumable(key)? {
+            if !progress::is_quiet() {
+                eprintln!(
+                    "resuming {} ({} {unit} already scored)",
+                    handle.dir().display(),
+                    handle.finished_samples().len()
+                );
+            }
+            return Ok(handle);
+        }
+    }
+    Ok(store.create_run(manifest())?)
+}
+
+/// The finished run, or the error with where the kept samples are and how to continue.
+pub(crate) fn finish_run<E>(
+    handle: &RunHandle,
+    result: std::result::Result<RunMetrics, E>,
+    what: &str,
+    unit: &str,
+) -> Result<StoredRun>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    let metrics = result.with_context(|| {
+        format!(
+            "{what} {} (finished {unit} are kept; rerun with --resume)",
+            handle.dir().display()
+        )
+    })?;
+    Ok(StoredRun {
+        dir: handle.dir().to_path_buf(),
+        manifest: handle.manifest().clone(),
+        metrics: Some(metrics),
+    })
 }
 
 /// A file-name-safe version of `s`.

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use lmdensity_backend::LanguageModel;
 use lmdensity_core::store::{resume_key, StoredRun};
 use lmdensity_core::{progress, ResultsStore};
@@ -13,7 +13,7 @@ use lmdensity_tasks::{data, TaskSet};
 use serde_json::json;
 
 use crate::cli::{Cli, EvalArgs};
-use crate::commands::{load_engine, run_manifest};
+use crate::commands::{finish_run, load_engine, open_run, run_manifest};
 
 /// Longest context a task request may use: lm-eval's default max_length.
 const MAX_TASK_TOKENS: usize = 2048;
@@ -92,27 +92,10 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
             "kind": "task",
             "settings": settings,
         }));
-        let resumed = if args.resume {
-            store.find_resumable(&key)?
-        } else {
-            None
-        };
-        let mut handle = match resumed {
-            Some(h) => {
-                if !progress::is_quiet() {
-                    eprintln!(
-                        "resuming {} ({} items already scored)",
-                        h.dir().display(),
-                        h.finished_samples().len()
-                    );
-                }
-                h
-            }
-            None => {
-                let label = format!("task-{}", spec.name);
-                store.create_run(run_manifest(&engine, "task", &label, settings, key))?
-            }
-        };
+        let label = format!("task-{}", spec.name);
+        let mut handle = open_run(&store, args.resume, &key, "items", || {
+            run_manifest(&engine, "task", &label, settings, key.clone())
+        })?;
         let bar = progress::bar(
             items.len() as u64,
             &format!("{} {}", engine.record.id, spec.name),
@@ -130,17 +113,7 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
             },
         );
         bar.finish_and_clear();
-        let metrics = result.with_context(|| {
-            format!(
-                "task run {} (finished items are kept; rerun with --resume)",
-                handle.dir().display()
-            )
-        })?;
-        finished.push(StoredRun {
-            dir: handle.dir().to_path_buf(),
-            manifest: handle.manifest().clone(),
-            metrics: Some(metrics),
-        });
+        finished.push(finish_run(&handle, result, "task run", "items")?);
     }
     Ok(finished)
 }

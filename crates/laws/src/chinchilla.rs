@@ -7,26 +7,11 @@ use crate::fit::{Bound, Law, Parameter};
 pub struct ChinchillaLaw;
 
 const PARAMETERS: [Parameter; 5] = [
-    Parameter {
-        name: "E",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "A",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "alpha",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "B",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "beta",
-        bound: Bound::Positive,
-    },
+    Parameter::new("E", Bound::Positive),
+    Parameter::new("A", Bound::Positive),
+    Parameter::new("alpha", Bound::Positive),
+    Parameter::new("B", Bound::Positive),
+    Parameter::new("beta", Bound::Positive),
 ];
 
 impl Law for ChinchillaLaw {

@@ -27,22 +27,10 @@ use crate::LawError;
 pub struct LossLaw;
 
 const LOSS_PARAMETERS: [Parameter; 4] = [
-    Parameter {
-        name: "a",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "alpha",
-        bound: Bound::Between(0.0, 3.0),
-    },
-    Parameter {
-        name: "b",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "beta",
-        bound: Bound::Between(0.0, 3.0),
-    },
+    Parameter::new("a", Bound::Positive),
+    Parameter::new("alpha", Bound::Between(0.0, 3.0)),
+    Parameter::new("b", Bound::Positive),
+    Parameter::new("beta", Bound::Between(0.0, 3.0)),
 ];
 
 impl Law for LossLaw {
@@ -81,22 +69,10 @@ impl Law for LossLaw {
 pub struct PerformanceLaw;
 
 const PERFORMANCE_PARAMETERS: [Parameter; 4] = [
-    Parameter {
-        name: "c",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "gamma",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "l",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "d",
-        bound: Bound::Free,
-    },
+    Parameter::new("c", Bound::Free),
+    Parameter::new("gamma", Bound::Free),
+    Parameter::new("l", Bound::Free),
+    Parameter::new("d", Bound::Free),
 ];
 
 impl Law for PerformanceLaw {
@@ -186,34 +162,13 @@ impl TwoStepInversion<'_> {
 pub struct ReferenceFamilyLaw;
 
 const FAMILY_PARAMETERS: [Parameter; 7] = [
-    Parameter {
-        name: "a",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "alpha",
-        bound: Bound::Between(0.0, 2.0),
-    },
-    Parameter {
-        name: "b",
-        bound: Bound::Positive,
-    },
-    Parameter {
-        name: "beta",
-        bound: Bound::Between(0.0, 2.0),
-    },
-    Parameter {
-        name: "l",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "c",
-        bound: Bound::Between(0.0, 1.0),
-    },
-    Parameter {
-        name: "d",
-        bound: Bound::Between(0.0, 1.0),
-    },
+    Parameter::new("a", Bound::Positive),
+    Parameter::new("alpha", Bound::Between(0.0, 2.0)),
+    Parameter::new("b", Bound::Positive),
+    Parameter::new("beta", Bound::Between(0.0, 2.0)),
+    Parameter::new("l", Bound::Free),
+    Parameter::new("c", Bound::Between(0.0, 1.0)),
+    Parameter::new("d", Bound::Between(0.0, 1.0)),
 ];
 
 impl Law for ReferenceFamilyLaw {

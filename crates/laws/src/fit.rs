@@ -67,6 +67,13 @@ pub struct Parameter {
     pub bound: Bound,
 }
 
+impl Parameter {
+    /// A parameter named `name` within `bound`.
+    pub const fn new(name: &'static str, bound: Bound) -> Self {
+        Parameter { name, bound }
+    }
+}
+
 /// A parametric law `y = f(x; θ)` the engine can fit.
 pub trait Law: Sync {
     /// Short name, e.g. `"gadre-error"`.
@@ -706,14 +713,8 @@ mod tests {
         }
         fn parameters(&self) -> &[Parameter] {
             &[
-                Parameter {
-                    name: "a",
-                    bound: Bound::Free,
-                },
-                Parameter {
-                    name: "b",
-                    bound: Bound::Positive,
-                },
+                Parameter::new("a", Bound::Free),
+                Parameter::new("b", Bound::Positive),
             ]
         }
         fn predict(&self, x: &[f64], t: &[f64]) -> f64 {

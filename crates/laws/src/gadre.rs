@@ -8,18 +8,9 @@ use crate::fit::{Bound, Law, Parameter};
 pub struct ErrorLaw;
 
 const ERROR_PARAMETERS: [Parameter; 3] = [
-    Parameter {
-        name: "k",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "gamma",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "epsilon",
-        bound: Bound::Free,
-    },
+    Parameter::new("k", Bound::Free),
+    Parameter::new("gamma", Bound::Free),
+    Parameter::new("epsilon", Bound::Free),
 ];
 
 impl Law for ErrorLaw {
@@ -62,22 +53,10 @@ impl Law for ErrorLaw {
 pub struct OverTrainingLaw;
 
 const OVERTRAINING_PARAMETERS: [Parameter; 4] = [
-    Parameter {
-        name: "alpha",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "beta",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "b",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "E",
-        bound: Bound::Free,
-    },
+    Parameter::new("alpha", Bound::Free),
+    Parameter::new("beta", Bound::Free),
+    Parameter::new("b", Bound::Free),
+    Parameter::new("E", Bound::Free),
 ];
 
 impl Law for OverTrainingLaw {

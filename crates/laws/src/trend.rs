@@ -18,14 +18,8 @@ pub fn epoch() -> NaiveDate {
 pub struct DensityTrendLaw;
 
 const PARAMETERS: [Parameter; 2] = [
-    Parameter {
-        name: "A",
-        bound: Bound::Free,
-    },
-    Parameter {
-        name: "B",
-        bound: Bound::Free,
-    },
+    Parameter::new("A", Bound::Free),
+    Parameter::new("B", Bound::Free),
 ];
 
 impl Law for DensityTrendLaw {
