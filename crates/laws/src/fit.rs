@@ -712,10 +712,11 @@ mod tests {
             &["x"]
         }
         fn parameters(&self) -> &[Parameter] {
-            &[
+            const PARAMETERS: [Parameter; 2] = [
                 Parameter::new("a", Bound::Free),
                 Parameter::new("b", Bound::Positive),
-            ]
+            ];
+            &PARAMETERS
         }
         fn predict(&self, x: &[f64], t: &[f64]) -> f64 {
             t[0] + t[1] * x[0]

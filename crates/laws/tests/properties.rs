@@ -1,5 +1,6 @@
 //! Property tests: data generated from each law with known parameters plus noise is fitted back
-//! within tolerance, and degenerate inputs are refused with the matching error.
+//! within tolerance, and degenerate inputs are refused with the matching error. The case
+//! generator is seeded, so CI runs the same cases every time.
 
 use lmdensity_laws::chinchilla::{fit_variable_projection, ChinchillaLaw};
 use lmdensity_laws::densing::{LossLaw, PerformanceLaw, ReferenceFamilyLaw};
@@ -8,6 +9,7 @@ use lmdensity_laws::gadre::{ErrorLaw, OverTrainingLaw};
 use lmdensity_laws::robust::HuberLse;
 use lmdensity_laws::LawError;
 use proptest::prelude::*;
+use proptest::test_runner::RngSeed;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -53,7 +55,7 @@ fn grid(first: &[f64], second: &[f64]) -> Vec<Vec<f64>> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, rng_seed: RngSeed::Fixed(2024), ..ProptestConfig::default() })]
 
     #[test]
     fn error_law_is_recovered(k in 1.0f64..4.0, gamma in 0.4f64..1.2, epsilon in 0.8f64..0.95, seed in any::<u64>()) {
@@ -95,7 +97,7 @@ proptest! {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 6, failure_persistence: None, rng_seed: RngSeed::Fixed(2024), ..ProptestConfig::default() })]
 
     #[test]
     fn chinchilla_is_recovered_by_both_objectives(e in 1.5f64..2.0, a in 200.0f64..600.0, alpha in 0.25f64..0.4, b in 300.0f64..600.0, beta in 0.25f64..0.35, seed in any::<u64>()) {
@@ -126,7 +128,9 @@ proptest! {
 
     #[test]
     fn reference_family_law_inverts_to_the_true_size(alpha in 0.2f64..0.4, beta in 0.2f64..0.4, l in -0.5f64..0.5, seed in any::<u64>()) {
-        let theta = [60.0, alpha, 300.0, beta, l, 0.8, 0.3];
+        // Coefficients put both terms of the latent loss at 2 in the middle of the grid, so
+        // that size and data both move the score.
+        let theta = [2.0 * 1e9f64.powf(alpha), alpha, 2.0 * 3e10f64.powf(beta), beta, l + 4.0, 0.8, 0.3];
         let inputs = grid(&[7e7, 1.6e8, 4e8, 1e9, 1.4e9, 2.8e9, 6.9e9, 1.2e10], &[2e9, 8e9, 3e10, 1e11, 3e11]);
         let points = generate(&ReferenceFamilyLaw, &theta, &inputs, 0.002, seed);
         let report = fit(&ReferenceFamilyLaw, &points, &no_bootstrap()).expect("fits");
