@@ -109,6 +109,8 @@ fn eval_scores_items_writes_samples_and_resumes() {
         "--threads",
         "1",
         "--quiet",
+        "--lm-eval-json",
+        "lm-eval.json",
     ];
     let out = lmdensity(dir.path(), &args);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -127,6 +129,14 @@ fn eval_scores_items_writes_samples_and_resumes() {
             .all(|l| l.contains("\"type\":\"task_item\"")));
         assert_eq!(metrics_of(run)["status"], "complete");
     }
+    let lm_eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("lm-eval.json")).expect("written"))
+            .expect("json");
+    let acc = lm_eval["results"]["piqa"]["acc,none"]
+        .as_f64()
+        .expect("acc,none");
+    assert!((0.0..=1.0).contains(&acc));
+    assert!(lm_eval["results"]["winogrande"]["acc_stderr,none"].is_number());
     // An interrupted run (two items scored, no metrics) continues with --resume.
     let piqa = runs
         .iter()
@@ -138,6 +148,7 @@ fn eval_scores_items_writes_samples_and_resumes() {
     std::fs::remove_file(piqa.join("metrics.json")).expect("metrics");
     let mut resume = args.to_vec();
     resume[4] = "piqa";
+    resume.truncate(args.len() - 2);
     resume.push("--resume");
     let out = lmdensity(dir.path(), &resume);
     assert!(out.status.success(), "{}", stderr(&out));

@@ -315,4 +315,8 @@ pub struct EvalArgs {
     /// Continue the newest unfinished run of each task with the same model and settings.
     #[arg(long)]
     pub resume: bool,
+    /// Also write the results as lm-evaluation-harness does (`results` → task → `acc,none`,
+    /// `acc_stderr,none`, …), for tools that read its output.
+    #[arg(long, value_name = "FILE")]
+    pub lm_eval_json: Option<PathBuf>,
 }

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use lmdensity_backend::LanguageModel;
 use lmdensity_core::store::{resume_key, StoredRun};
 use lmdensity_core::{progress, ResultsStore};
@@ -115,5 +115,54 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
         bar.finish_and_clear();
         finished.push(finish_run(&handle, result, "task run", "items")?);
     }
+    if let Some(path) = &args.lm_eval_json {
+        let json = lm_eval_results(&finished, &engine.record.id, args.limit);
+        let text = serde_json::to_string_pretty(&json)?;
+        std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    }
     Ok(finished)
+}
+
+/// The runs in lm-evaluation-harness's results layout: `results` → task → `<metric>,none` and
+/// `<metric>_stderr,none`, plus `n-samples` and the configuration that matters.
+fn lm_eval_results(runs: &[StoredRun], model: &str, limit: Option<usize>) -> serde_json::Value {
+    let mut results = serde_json::Map::new();
+    let mut samples = serde_json::Map::new();
+    for run in runs {
+        let Some(task) = run.manifest.settings.get("task").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        let mut entry = serde_json::Map::new();
+        entry.insert("alias".into(), json!(task));
+        let Some(metrics) = &run.metrics else {
+            continue;
+        };
+        for metric in &metrics.metrics {
+            let Some(name) = metric.name.strip_prefix(&format!("{task}/")) else {
+                continue;
+            };
+            if !["acc", "acc_norm", "acc_bytes"].contains(&name) {
+                continue;
+            }
+            entry.insert(format!("{name},none"), json!(metric.value));
+            entry.insert(
+                format!("{name}_stderr,none"),
+                metric.stderr.map_or(json!("N/A"), |s| json!(s)),
+            );
+        }
+        let n = run
+            .manifest
+            .settings
+            .get("items")
+            .cloned()
+            .unwrap_or(json!(null));
+        samples.insert(task.into(), json!({"original": n, "effective": n}));
+        results.insert(task.into(), serde_json::Value::Object(entry));
+    }
+    json!({
+        "results": results,
+        "n-samples": samples,
+        "config": {"model": "lmdensity/llama.cpp", "model_args": model, "limit": limit, "num_fewshot": 0},
+        "lmdensity_version": env!("CARGO_PKG_VERSION"),
+    })
 }
