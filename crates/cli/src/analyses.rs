@@ -418,6 +418,9 @@ pub(crate) fn model_values(cli: &Cli) -> Result<BTreeMap<String, BTreeMap<String
         entry.insert("params".into(), run.manifest.model.n_params as f64);
         for metric in &metrics.metrics {
             entry.insert(metric.name.clone(), metric.value);
+            if let Some(stderr) = metric.stderr {
+                entry.insert(format!("{}_stderr", metric.name), stderr);
+            }
         }
         if let Some(model) = registry.as_ref().and_then(|r| r.get(id).ok()) {
             if let Some(tokens) = model.training_tokens {
@@ -697,22 +700,33 @@ pub fn density_command(cli: &Cli, args: &DensityArgs) -> Result<()> {
             if !missing.is_empty() {
                 bail!(
                     "{name}: no downstream-task results for {} in {} — N̂ needs its zero-shot accuracy on {} \
-                     (task evaluation is not part of lmdensity yet); pass them with --score TASK=ACC --params N",
+                     (measure them with `lmdensity eval --model {name} --tasks core`, or pass --score TASK=ACC --params N)",
                     missing.join(", "),
                     cli.results_dir.display(),
                     COMMONSENSE_TASKS.join(", ")
                 );
             }
+            let k = COMMONSENSE_TASKS.len() as f64;
             let score = COMMONSENSE_TASKS
                 .iter()
                 .filter_map(|t| accuracy(t))
                 .sum::<f64>()
-                / COMMONSENSE_TASKS.len() as f64;
+                / k;
+            // The mean of independent task accuracies: its stderr combines theirs.
+            let stderr = COMMONSENSE_TASKS
+                .iter()
+                .map(|t| {
+                    fields
+                        .and_then(|f| f.get(&format!("{t}/acc_stderr")).copied())
+                        .map(|se| se * se)
+                })
+                .sum::<Option<f64>>()
+                .map(|v| v.sqrt() / k);
             let params = fields
                 .and_then(|f| f.get("params").copied())
                 .context("no parameter count in its runs")?;
             estimates.push((
-                family.density(name, score, None, params, args.settings.seed, confidence)?,
+                family.density(name, score, stderr, params, args.settings.seed, confidence)?,
                 None,
             ));
         } else {
@@ -744,7 +758,7 @@ pub fn density_command(cli: &Cli, args: &DensityArgs) -> Result<()> {
         let rows: Vec<DensityRow> = estimates.iter().map(|(e, d)| density_row(e, *d)).collect();
         println!("{}", Table::new(rows).with(Style::sharp()));
         println!(
-            "N̂: parameters a Pythia would need (at D0) to reach the score; ρ = N̂/N. {:.0}% CIs from the reference fit's bootstrap replicates.",
+            "N̂: parameters a Pythia would need (at D0) to reach the score; ρ = N̂/N. {:.0}% CIs from the reference fit's bootstrap replicates, each with a score drawn from the measurement's standard error where it is known.",
             100.0 * confidence
         );
         print_excluded(&excluded);
