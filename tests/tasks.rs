@@ -178,3 +178,84 @@ fn eval_scores_items_writes_samples_and_resumes() {
         stderr(&out)
     );
 }
+
+/// The curated SmolLM2 task runs: every accuracy recomputes from the stored per-choice
+/// log-likelihoods, and `density` reads them back from the store.
+#[test]
+fn curated_task_runs_recompute_from_their_samples_and_feed_density() {
+    use lmdensity_core::{ResultsStore, Sample};
+    let store = repo_root().join("results/curated/tasks-core");
+    let runs = ResultsStore::new(&store).runs().expect("store");
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        let task = run.manifest.settings["task"].as_str().expect("task");
+        let text = std::fs::read_to_string(run.dir.join("samples.jsonl")).expect("samples");
+        let (mut hits, mut n) = (0usize, 0usize);
+        for line in text.lines() {
+            let Sample::TaskItem(item) = serde_json::from_str::<Sample>(line).expect("sample")
+            else {
+                panic!("{task}: not a task item");
+            };
+            let best = item
+                .choices
+                .iter()
+                .enumerate()
+                .fold((0, f64::NEG_INFINITY), |b, (i, c)| {
+                    if c.loglikelihood > b.1 {
+                        (i, c.loglikelihood)
+                    } else {
+                        b
+                    }
+                })
+                .0;
+            hits += usize::from(best == item.gold);
+            n += 1;
+        }
+        let stored = run
+            .metrics
+            .as_ref()
+            .and_then(|m| m.get(&format!("{task}/acc")))
+            .expect("acc")
+            .value;
+        assert!((hits as f64 / n as f64 - stored).abs() < 1e-12, "{task}");
+        assert!(
+            stored > 0.15 && stored < 0.8,
+            "{task}: {stored} is implausible for a 135M model"
+        );
+    }
+    // A copy, so that the analysis `density` saves does not land in the curated store.
+    let copy = tempfile::tempdir().expect("tempdir");
+    for run in &runs {
+        let dest = copy.path().join(run.dir.file_name().expect("name"));
+        std::fs::create_dir_all(&dest).expect("mkdir");
+        for file in ["manifest.json", "metrics.json", "samples.jsonl"] {
+            std::fs::copy(run.dir.join(file), dest.join(file)).expect("copy");
+        }
+    }
+    let out = lmdensity(
+        &repo_root(),
+        &[
+            "--results-dir",
+            copy.path().to_str().expect("utf8"),
+            "density",
+            "smollm2-135m-instruct",
+            "--bootstrap",
+            "50",
+            "--json",
+            "--quiet",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
+    let estimate = &json["estimates"][0]["estimate"];
+    assert!(
+        estimate["score_stderr"]
+            .as_f64()
+            .expect("stderr propagated")
+            > 0.0
+    );
+    assert!(
+        estimate["effective_params_ci"][1].as_f64().expect("ci")
+            > estimate["effective_params"].as_f64().expect("N̂")
+    );
+}
