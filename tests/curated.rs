@@ -15,13 +15,12 @@ fn curated_ptb_bits_per_byte_runs_are_complete_and_consistent() {
         .expect("runs");
     let mut ids: Vec<&str> = runs.iter().map(|r| r.manifest.model.id.as_str()).collect();
     ids.sort();
-    // Qwen2.5-Coder-1.5B is still to be measured (about an hour on 2 cores): add it here when
-    // `scripts/curate-ptb-bpb` has produced its run.
     assert_eq!(
         ids,
         [
             "gemma-3-270m",
             "qwen2.5-coder-0.5b-instruct",
+            "qwen2.5-coder-1.5b-instruct",
             "smollm2-135m-instruct"
         ]
     );
