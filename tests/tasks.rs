@@ -21,6 +21,7 @@ fn core_tasks_load_in_full_with_lm_eval_shaped_prompts() {
         ("arc_challenge", 1172),
         ("piqa", 1838),
         ("winogrande", 1267),
+        ("boolq", 3270),
     ];
     for (name, count) in expected {
         let spec = set.select(name).expect("declared")[0].clone();

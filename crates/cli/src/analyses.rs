@@ -700,7 +700,7 @@ pub fn density_command(cli: &Cli, args: &DensityArgs) -> Result<()> {
             if !missing.is_empty() {
                 bail!(
                     "{name}: no downstream-task results for {} in {} — N̂ needs its zero-shot accuracy on {} \
-                     (measure them with `lmdensity eval --model {name} --tasks core`, or pass --score TASK=ACC --params N)",
+                     (measure them with `lmdensity eval --model {name} --tasks commonsense`, or pass --score TASK=ACC --params N)",
                     missing.join(", "),
                     cli.results_dir.display(),
                     COMMONSENSE_TASKS.join(", ")

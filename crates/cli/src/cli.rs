@@ -303,7 +303,8 @@ pub struct EvalArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Tasks and groups, comma-separated (`core` = arc_easy, arc_challenge, piqa, winogrande).
+    /// Tasks and groups, comma-separated (`commonsense` = arc_easy, arc_challenge, piqa,
+    /// winogrande; `core` = those and boolq).
     #[arg(long, default_value = "core")]
     pub tasks: String,
     /// Score only the first N items of each task (as lm-eval's --limit).

@@ -90,10 +90,14 @@ fn build_item(spec: &TaskSpec, index: usize, doc: &Value) -> Result<Item, String
         ));
     }
     let gold_text = render(&spec.gold, doc)?;
-    let gold: usize = gold_text
-        .trim()
-        .parse()
-        .map_err(|_| format!("gold {gold_text:?} is not a choice index"))?;
+    // A boolean gold (BoolQ's `answer`) indexes ["no", "yes"].
+    let gold: usize = match gold_text.trim() {
+        "false" => 0,
+        "true" => 1,
+        other => other
+            .parse()
+            .map_err(|_| format!("gold {gold_text:?} is not a choice index"))?,
+    };
     let (requests, gold) = match spec.kind {
         TaskKind::MultipleChoice => {
             let context = render(&spec.text, doc)?;
@@ -162,6 +166,20 @@ mod tests {
             )
         );
         assert_eq!(items[0].gold, 0);
+    }
+
+    #[test]
+    fn boolq_uses_the_superglue_prompt_and_a_boolean_gold() {
+        let doc = json!({"passage": "Ethanol fuel -- ethanol burns.", "question": "does ethanol burn", "answer": true});
+        let item = &build_items(&task("boolq"), &[doc]).expect("builds")[0];
+        assert_eq!(
+            item.requests[1],
+            (
+                "Ethanol fuel -- ethanol burns.\nQuestion: does ethanol burn?\nAnswer:".to_string(),
+                " yes".to_string()
+            )
+        );
+        assert_eq!(item.gold, 1);
     }
 
     #[test]

@@ -183,7 +183,10 @@ mod tests {
             .iter()
             .map(|t| t.name.as_str())
             .collect();
-        assert_eq!(names, ["arc_easy", "arc_challenge", "piqa", "winogrande"]);
+        assert_eq!(
+            names,
+            ["arc_easy", "arc_challenge", "piqa", "winogrande", "boolq"]
+        );
         assert!(matches!(set.select("nope"), Err(TaskError::Unknown { .. })));
         let dup = format!("{BUILTIN_TASKS}\n[[task]]\nname = \"piqa\"\ndescription = \"x\"\npackage = \"p\"\npath = \"p\"\nformat = \"arrow\"\nsplit = \"v\"\ntext = \"t\"\nchoices = \"{{{{c}}}}\"\ngold = \"0\"\nmetrics = [\"acc\"]\n");
         let err = TaskSet::parse(&dup, "mine.toml")
