@@ -562,7 +562,6 @@ fn reference_family(args: &ReferenceArgs, options: &FitOptions) -> Result<Refere
 fn reference_settings(
     args: &ReferenceArgs,
     settings: &FitSettings,
-    table: Option<&Path>,
 ) -> BTreeMap<String, serde_json::Value> {
     let mut out = settings_json(settings);
     out.insert("reference".into(), json!("pythia (standard Pile)"));
@@ -572,9 +571,12 @@ fn reference_settings(
     out.insert("max_extrapolation".into(), json!(args.max_extrapolation));
     out.insert(
         "table".into(),
-        json!(table.map_or("open_models.csv (shipped)".into(), |p| p
-            .display()
-            .to_string())),
+        json!(args
+            .table
+            .as_deref()
+            .map_or("open_models.csv (shipped)".into(), |p| p
+                .display()
+                .to_string())),
     );
     out
 }
@@ -629,7 +631,7 @@ fn density_row(estimate: &DensityEstimate, released: Option<chrono::NaiveDate>) 
 pub fn density_command(cli: &Cli, args: &DensityArgs) -> Result<()> {
     let options = options(&args.settings)?;
     let confidence = args.settings.confidence;
-    let table = load_table(args.table.as_deref())?;
+    let table = load_table(args.reference.table.as_deref())?;
     let registry = crate::commands::load_registry(cli).ok();
     let family = reference_family(&args.reference, &options)?;
     let mut estimates: Vec<(DensityEstimate, Option<chrono::NaiveDate>)> = Vec::new();
@@ -767,7 +769,7 @@ pub fn density_command(cli: &Cli, args: &DensityArgs) -> Result<()> {
         cli,
         "density",
         "pythia",
-        reference_settings(&args.reference, &args.settings, args.table.as_deref()),
+        reference_settings(&args.reference, &args.settings),
         &result,
     )
 }
@@ -818,7 +820,7 @@ fn trend_row(name: &str, fit: &TrendFit) -> TrendRow {
 /// `lmdensity trend`.
 pub fn trend_command(cli: &Cli, args: &TrendArgs) -> Result<()> {
     let options = options(&args.settings)?;
-    let table = load_table(args.table.as_deref())?;
+    let table = load_table(args.reference.table.as_deref())?;
     let family = reference_family(&args.reference, &options)?;
     let TableDensities {
         estimates,
@@ -874,7 +876,7 @@ pub fn trend_command(cli: &Cli, args: &TrendArgs) -> Result<()> {
         cli,
         "trend",
         "pythia",
-        reference_settings(&args.reference, &args.settings, args.table.as_deref()),
+        reference_settings(&args.reference, &args.settings),
         &result,
     )
 }

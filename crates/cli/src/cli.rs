@@ -258,9 +258,6 @@ pub struct DensityArgs {
     /// Name of the model given by --score.
     #[arg(long, default_value = "model")]
     pub name: String,
-    /// Open-models table (default: the one shipped with lmdensity).
-    #[arg(long)]
-    pub table: Option<PathBuf>,
     /// Reference settings.
     #[command(flatten)]
     pub reference: ReferenceArgs,
@@ -269,9 +266,12 @@ pub struct DensityArgs {
     pub settings: FitSettings,
 }
 
-/// How the reference family is fitted and read.
+/// How the reference family is fitted and read, and which open-models table is placed on it.
 #[derive(Debug, Args, Clone)]
 pub struct ReferenceArgs {
+    /// Open-models table (default: the one shipped with lmdensity).
+    #[arg(long)]
+    pub table: Option<PathBuf>,
     /// Token budget D₀ at which N̂ is read off (default: Pythia's own 299,892,736,000).
     #[arg(long)]
     pub d0: Option<f64>,
@@ -286,9 +286,6 @@ pub struct ReferenceArgs {
 /// Arguments of `trend`.
 #[derive(Debug, Args, Clone)]
 pub struct TrendArgs {
-    /// Open-models table (default: the one shipped with lmdensity).
-    #[arg(long)]
-    pub table: Option<PathBuf>,
     /// Reference settings.
     #[command(flatten)]
     pub reference: ReferenceArgs,
