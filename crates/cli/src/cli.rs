@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-/// Measure open language models: perplexity (lm-eval and llama.cpp semantics) through llama.cpp,
-/// with a model registry, verified fetching and a resumable results store.
+/// Measure open language models — perplexity (lm-eval and llama.cpp semantics) and downstream
+/// tasks through llama.cpp, with a model registry, verified fetching and a resumable results
+/// store — and fit the laws: loss→error, scaling, effective parameter size, density trend.
 #[derive(Debug, Parser)]
 #[command(name = "lmdensity", version)]
 pub struct Cli {
@@ -60,7 +61,7 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Fit a law: `gadre` reproduces Gadre et al.'s loss and error laws on their released runs;
-    /// `csv` fits any law to columns of a CSV file.
+    /// `runs` fits any law to the results store, `csv` to columns of a CSV file.
     Fit(FitArgs),
     /// Effective parameter size N̂ and density ρ = N̂/N against the Pythia reference family.
     Density(DensityArgs),
