@@ -283,22 +283,11 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         let mut handle = open_run(&store, args.resume, &key, "windows", || {
             run_manifest(&engine, "perplexity", &label, settings, key.clone())
         })?;
-        let bar = progress::bar(
-            0,
+        let result = with_progress(
             &format!("{} {} ({})", resolved.id, corpus.name, mode.name()),
             "tokens",
+            |on_progress| perplexity::run(&mut session, &corpus, mode, &mut handle, on_progress),
         );
-        let result = perplexity::run(
-            &mut session,
-            &corpus,
-            mode,
-            &mut handle,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
-            },
-        );
-        bar.finish_and_clear();
         finished.push(finish_run(&handle, result, "perplexity run", "windows")?);
     }
     Ok(finished)
@@ -349,6 +338,21 @@ where
         manifest: handle.manifest().clone(),
         metrics: Some(metrics),
     })
+}
+
+/// Runs `work` with a progress bar that it advances through `(done, total)` calls.
+pub(crate) fn with_progress<T>(
+    message: &str,
+    unit: &str,
+    work: impl FnOnce(&mut dyn FnMut(usize, usize)) -> T,
+) -> T {
+    let bar = progress::bar(0, message, unit);
+    let result = work(&mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    });
+    bar.finish_and_clear();
+    result
 }
 
 /// A file-name-safe version of `s`.

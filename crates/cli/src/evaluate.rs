@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{bail, Context, Result};
 use lmdensity_backend::LanguageModel;
 use lmdensity_core::store::{resume_key, StoredRun};
-use lmdensity_core::{progress, ResultsStore};
+use lmdensity_core::ResultsStore;
 use lmdensity_hub::Fetcher;
 use lmdensity_tasks::items::build_items;
 use lmdensity_tasks::score::{encode_pair, run_task, Encoding};
@@ -13,7 +13,7 @@ use lmdensity_tasks::{data, TaskSet};
 use serde_json::json;
 
 use crate::cli::{Cli, EvalArgs};
-use crate::commands::{finish_run, load_engine, open_run, run_manifest};
+use crate::commands::{finish_run, load_engine, open_run, run_manifest, with_progress};
 
 /// Longest context a task request may use: lm-eval's default max_length.
 const MAX_TASK_TOKENS: usize = 2048;
@@ -96,23 +96,20 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
         let mut handle = open_run(&store, args.resume, &key, "items", || {
             run_manifest(&engine, "task", &label, settings, key.clone())
         })?;
-        let bar = progress::bar(
-            items.len() as u64,
+        let result = with_progress(
             &format!("{} {}", engine.record.id, spec.name),
             "items",
-        );
-        let result = run_task(
-            &mut session,
-            spec,
-            &items,
-            encoding,
-            &mut handle,
-            &mut |done, total| {
-                bar.set_length(total as u64);
-                bar.set_position(done as u64);
+            |on_progress| {
+                run_task(
+                    &mut session,
+                    spec,
+                    &items,
+                    encoding,
+                    &mut handle,
+                    on_progress,
+                )
             },
         );
-        bar.finish_and_clear();
         finished.push(finish_run(&handle, result, "task run", "items")?);
     }
     if let Some(path) = &args.lm_eval_json {

@@ -5,7 +5,7 @@
 //! ρ = N̂ / N.
 //! - The paper's two steps: loss estimation `L = a·N^(−α) + b·D^(−β)` on the conditional loss of
 //!   benchmark answers, performance estimation `S(L) = c / (1 + e^(−γ(L − l))) + d`, then
-//!   inversion S → L → N̂ ([`LossLaw`], [`PerformanceLaw`], [`TwoStepInversion`]).
+//!   inversion S → L → N̂ ([`LossLaw`], [`PerformanceLaw`], [`two_step_effective_params`]).
 //! - Directly against a reference family whose scores are published at many (N, D): the same
 //!   two laws composed, `S(N, D) = d + c·(1 − d) / (1 + e^(a·N^(−α) + b·D^(−β) − l))` with the
 //!   sigmoid's scale absorbed into a and b and its ceiling d + c·(1 − d) kept at most 1, fitted to the family's scores and inverted at D₀
@@ -137,22 +137,16 @@ pub fn effective_params_from_loss(theta: &[f64], loss: f64, d0: f64) -> Result<f
     Ok((a / size_term).powf(1.0 / alpha))
 }
 
-/// The paper's two-step inversion: score → loss (performance law) → N̂ (loss law at D₀).
-pub struct TwoStepInversion<'a> {
-    /// Fitted loss law.
-    pub loss: &'a FitReport,
-    /// Fitted performance law.
-    pub performance: &'a FitReport,
-    /// Reference token budget D₀.
-    pub d0: f64,
-}
-
-impl TwoStepInversion<'_> {
-    /// N̂ for a score, with the best-fit parameters of both laws.
-    pub fn effective_params(&self, score: f64) -> Result<f64, LawError> {
-        let loss = PerformanceLaw::invert(&self.performance.values(), score)?;
-        effective_params_from_loss(&self.loss.values(), loss, self.d0)
-    }
+/// The paper's two-step inversion: score → loss (fitted [`PerformanceLaw`]) → N̂ (fitted
+/// [`LossLaw`] at token budget `d0`).
+pub fn two_step_effective_params(
+    loss_theta: &[f64],
+    performance_theta: &[f64],
+    score: f64,
+    d0: f64,
+) -> Result<f64, LawError> {
+    let loss = PerformanceLaw::invert(performance_theta, score)?;
+    effective_params_from_loss(loss_theta, loss, d0)
 }
 
 /// A reference family's score as a function of size and data:
@@ -346,6 +340,12 @@ mod tests {
         let l = PerformanceLaw::invert(&perf_theta, s).expect("invertible");
         assert!((l - 2.3).abs() < 1e-9);
         assert!(PerformanceLaw::invert(&perf_theta, 0.99).is_err());
+
+        // Both steps: the score of a 1B model trained on 1T tokens maps back to 1B.
+        let score = PerformanceLaw.predict(&[loss], &perf_theta);
+        let n =
+            two_step_effective_params(&loss_theta, &perf_theta, score, 1e12).expect("invertible");
+        assert!((n / 1e9 - 1.0).abs() < 1e-6, "{n:e}");
 
         let family = [50.0, 0.3, 300.0, 0.3, 0.5, 0.8, 0.3];
         let s = ReferenceFamilyLaw.predict(&[2e9, 3e11], &family);
