@@ -3,12 +3,11 @@
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
-use lmdensity_backend::LanguageModel;
 use lmdensity_core::store::{resume_key, StoredRun};
 use lmdensity_core::ResultsStore;
 use lmdensity_hub::Fetcher;
 use lmdensity_tasks::items::build_items;
-use lmdensity_tasks::score::{encode_pair, run_task, Encoding};
+use lmdensity_tasks::score::{run_task, Encoding};
 use lmdensity_tasks::{data, TaskSet};
 use serde_json::json;
 
@@ -53,18 +52,6 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
         let documents = &documents[..args.limit.unwrap_or(n_documents).min(n_documents)];
         let items = build_items(spec, documents)?;
         let mut session = engine.model.session(max_len)?;
-        // Check every request encodes before spending time on any.
-        for item in &items {
-            for (context, continuation) in &item.requests {
-                encode_pair(
-                    &session as &dyn LanguageModel,
-                    context,
-                    continuation,
-                    encoding,
-                )
-                .map_err(|what| anyhow::anyhow!("{}: item {}: {what}", spec.name, item.index))?;
-            }
-        }
         let settings: BTreeMap<String, serde_json::Value> = [
             ("task", json!(spec.name)),
             ("corpus", json!(spec.name)),

