@@ -246,3 +246,110 @@ fn nan_logits_stop_the_run_and_keep_partial_results() {
         "what was computed is kept, marked partial"
     );
 }
+
+fn as_refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A task declared in a local file: JSON-lines rows, the PIQA prompt.
+fn local_task(name: &str, data: &str) -> String {
+    format!(
+        "[[task]]\nname = \"{name}\"\ndescription = \"local\"\npath = \"{data}\"\nformat = \"jsonl\"\nsplit = \"validation\"\ntext = \"Question: {{{{goal}}}}\\nAnswer:\"\nchoices = \"{{{{choices}}}}\"\ngold = \"{{{{label}}}}\"\nmetrics = [\"acc\"]\n"
+    )
+}
+
+/// Bad task data: a gold index out of range, an empty choice list, a missing file, a corrupt
+/// Arrow file, a malformed declarations file. Each error names the task and the row or file;
+/// the task scored before the failure stays in the store and `--resume` does not score it again.
+#[test]
+fn bad_task_rows_and_files_name_task_and_row_and_keep_finished_tasks() {
+    let (dir, model, _) = tiny_setup();
+    let root = dir.path();
+    let row = |goal: &str, choices: &str, label: usize| {
+        format!("{{\"goal\": \"{goal}\", \"choices\": {choices}, \"label\": {label}}}\n")
+    };
+    let good: String = (0..3)
+        .map(|i| row(&format!("open jar {i}"), "[\"twist\", \"smash\"]", 0))
+        .collect();
+    std::fs::write(root.join("good.jsonl"), &good).expect("write");
+    let bad_gold = format!(
+        "{}{}",
+        row("a", "[\"x\", \"y\"]", 0),
+        row("b", "[\"x\", \"y\"]", 7)
+    );
+    std::fs::write(root.join("bad.jsonl"), &bad_gold).expect("write");
+    std::fs::write(
+        root.join("tasks.toml"),
+        format!(
+            "{}\n{}",
+            local_task("good", "good.jsonl"),
+            local_task("bad", "bad.jsonl")
+        ),
+    )
+    .expect("write");
+    let model = model.to_str().expect("utf8");
+    let eval = |tasks: &str, extra: &[&str]| {
+        let mut args = vec![
+            "eval",
+            "--model-path",
+            model,
+            "--tasks-file",
+            "tasks.toml",
+            "--tasks",
+            tasks,
+            "--threads",
+            "1",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    fails_with(
+        root,
+        &as_refs(&eval("good,bad", &[])),
+        &["bad", "document 1", "gold 7 but only 2 choice(s)"],
+    );
+    let results = root.join("results");
+    let runs = run_dirs(&results);
+    assert_eq!(runs.len(), 1, "the good task's run is kept");
+    assert_eq!(metrics_of(&runs[0])["status"], "complete");
+
+    // Fixed data: --resume reuses the finished task and scores only the other.
+    std::fs::write(root.join("bad.jsonl"), &good).expect("write");
+    let out = lmdensity(root, &as_refs(&eval("good,bad", &["--resume"])));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(run_dirs(&results).len(), 2, "good not scored twice");
+
+    std::fs::write(root.join("bad.jsonl"), row("a", "[]", 0)).expect("write");
+    fails_with(
+        root,
+        &as_refs(&eval("bad", &[])),
+        &["bad", "document 0", "0 choice(s)"],
+    );
+    std::fs::write(root.join("bad.jsonl"), "{\"goal\": \"a\"\n").expect("write");
+    fails_with(
+        root,
+        &as_refs(&eval("bad", &[])),
+        &["bad", "bad.jsonl", "line 1"],
+    );
+    std::fs::remove_file(root.join("bad.jsonl")).expect("remove");
+    fails_with(
+        root,
+        &as_refs(&eval("bad", &[])),
+        &["bad", "bad.jsonl", "cannot read"],
+    );
+
+    std::fs::write(root.join("data.arrow"), b"ARROW1 but not really").expect("write");
+    std::fs::write(
+        root.join("tasks.toml"),
+        local_task("arrowed", "data.arrow").replace("jsonl\"", "arrow\""),
+    )
+    .expect("write");
+    fails_with(
+        root,
+        &as_refs(&eval("arrowed", &[])),
+        &["arrowed", "data.arrow", "not an Arrow IPC stream"],
+    );
+    std::fs::write(root.join("tasks.toml"), "[[task]]\nname = 3\n").expect("write");
+    fails_with(root, &as_refs(&eval("arrowed", &[])), &["tasks.toml"]);
+}

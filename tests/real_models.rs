@@ -125,3 +125,44 @@ fn real_prefix_reuse_matches_fresh_evaluation() {
         "Paris is likelier than London"
     );
 }
+
+/// Shared-context scoring (the context decoded once, copied to one KV stream per choice, the
+/// tails decoded together) gives bit-identical scores to scoring every (context, choice) from
+/// an empty cache: both use ubatches of at most 32 tokens, the kernels of token-by-token
+/// decoding. Contexts over 64 tokens and single-token choices (MMLU's letters) included.
+/// Gemma 3 is not in this test: in this llama.cpp its scores change with the ubatch at every
+/// size (token-by-token vs ubatches of 8 differ by 0.23 nats per HellaSwag continuation on
+/// average, measured), so no batching scheme can reproduce another bit for bit; README,
+/// "Numerics", has the figures.
+#[test]
+fn real_shared_context_scores_equal_independent_scoring_bit_for_bit() {
+    for id in ["smollm2-135m-instruct"] {
+        let model = load(id);
+        let bos = model.info().bos.filter(|_| id.starts_with("gemma"));
+        let items: [(&str, &[&str]); 3] = [
+            (PASSAGE, &[" It is a pleasant place to live.", " Bananas.", " The river floods every spring, and the old bridge has been rebuilt three times since the railway came."]),
+            ("Question: What is the capital of France?\nAnswer:", &[" A", " B", " C", " D"]),
+            ("The man turned on the faucet therefore", &["  the toilet filled with water.", "  water flowed from the spout."]),
+        ];
+        let mut shared = model.shared_context_session(256, 4).expect("session");
+        let mut independent = model.independent_session(256).expect("session");
+        for (context, choices) in items {
+            let mut ctx: Vec<i32> = bos.into_iter().collect();
+            ctx.extend(model.tokenize(context, false));
+            let requests: Vec<ScoreRequest> = choices
+                .iter()
+                .map(|c| {
+                    let mut t = ctx.clone();
+                    t.extend(model.tokenize(c, false));
+                    ScoreRequest {
+                        tokens: t,
+                        score_from: ctx.len(),
+                    }
+                })
+                .collect();
+            let a = shared.score(&requests).expect("shared");
+            let b = independent.score(&requests).expect("independent");
+            assert_eq!(a, b, "{id}: {context:?}");
+        }
+    }
+}

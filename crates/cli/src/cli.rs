@@ -301,13 +301,25 @@ pub struct EvalArgs {
     /// The model.
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Tasks and groups, comma-separated (`commonsense` = arc_easy, arc_challenge, piqa,
-    /// winogrande; `core` = those and boolq).
+    /// Tasks and groups, comma-separated (`core` = arc_easy, arc_challenge, hellaswag, piqa,
+    /// winogrande, boolq, openbookqa, sciq, copa; `commonsense` = arc_easy, arc_challenge,
+    /// piqa, winogrande; `mmlu` = its 57 subjects; `lambada` = lambada_openai).
     #[arg(long, default_value = "core")]
     pub tasks: String,
     /// Score only the first N items of each task (as lm-eval's --limit).
     #[arg(long)]
     pub limit: Option<usize>,
+    /// Few-shot examples before each item (MMLU draws them from its dev split in order; other
+    /// tasks draw them at random from the evaluated split, never the item itself).
+    #[arg(long, default_value_t = 0)]
+    pub num_fewshot: usize,
+    /// Seed of the few-shot sampler.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Score each (context, choice) pair from an empty cache instead of evaluating the shared
+    /// context once (for comparison: the scores are the same, only slower).
+    #[arg(long)]
+    pub no_shared_context: bool,
     /// Task declarations (default: the tasks.toml built into the binary).
     #[arg(long)]
     pub tasks_file: Option<PathBuf>,

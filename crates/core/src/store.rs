@@ -146,6 +146,18 @@ impl ResultsStore {
         }
     }
 
+    /// The newest complete run with this resume key (a finished task need not be scored again).
+    pub fn find_complete(&self, key: &str) -> Result<Option<StoredRun>, StoreError> {
+        let mut complete: Vec<StoredRun> = self
+            .runs()?
+            .into_iter()
+            .filter(|r| r.manifest.resume_key == key)
+            .filter(|r| r.metrics.as_ref().map(|m| m.status) == Some(RunStatus::Complete))
+            .collect();
+        complete.sort_by(|a, b| a.manifest.started_at.cmp(&b.manifest.started_at));
+        Ok(complete.pop())
+    }
+
     /// Every run under the root, oldest first. A missing root is an empty store; directories
     /// without a manifest are skipped; a manifest that does not parse is an error naming it.
     pub fn runs(&self) -> Result<Vec<StoredRun>, StoreError> {

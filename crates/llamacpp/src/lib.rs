@@ -4,6 +4,9 @@
 //! them (as llama-cpp-2's own `LlamaContext<'model>` does) and implements
 //! [`LanguageModel`]. A session keeps the tokens of its KV cache and reuses the longest prefix a
 //! new request shares with them, so contexts shared by several requests are evaluated once.
+//! A [`LlamaCppModel::shared_context_session`] goes further for multiple-choice items: the
+//! shared context is decoded once into sequence 0, copied (cell sharing in a unified KV cache)
+//! to one sequence per choice, and all choices' tails are decoded together in one batch.
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -147,6 +150,17 @@ impl LlamaCppModel {
         &self.info
     }
 
+    /// Tokenizes `text` (plain text: control-token syntax is not parsed); with `add_special`,
+    /// the tokens the tokenizer adds by default (BOS) are added.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Vec<TokenId> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), add_special, false)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
+    }
+
     /// Bytes of the weights as llama.cpp holds them.
     pub fn weight_bytes(&self) -> u64 {
         self.model.size()
@@ -157,25 +171,74 @@ impl LlamaCppModel {
         &self.config
     }
 
-    /// A scoring session whose requests may hold up to `max_len` input tokens.
+    /// A scoring session whose requests may hold up to `max_len` input tokens; consecutive
+    /// requests reuse the KV cache of the prefix they share.
     pub fn session(&self, max_len: usize) -> Result<LlamaCppSession<'_>, BackendError> {
+        self.new_session(max_len, CacheUse::ReusePrefix, 1, None)
+    }
+
+    /// A session for multiple-choice items: a batch of requests sharing a context is scored by
+    /// decoding the context once and every choice's tail together (up to `max_choices`
+    /// sequences at once).
+    pub fn shared_context_session(
+        &self,
+        max_len: usize,
+        max_choices: usize,
+    ) -> Result<LlamaCppSession<'_>, BackendError> {
+        self.new_session(
+            max_len,
+            CacheUse::ReusePrefix,
+            max_choices.max(1),
+            Some(BATCH_INVARIANT_UBATCH),
+        )
+    }
+
+    /// A session that scores every request from an empty cache (the naive way, for comparison).
+    pub fn independent_session(&self, max_len: usize) -> Result<LlamaCppSession<'_>, BackendError> {
+        self.new_session(
+            max_len,
+            CacheUse::Independent,
+            1,
+            Some(BATCH_INVARIANT_UBATCH),
+        )
+    }
+
+    fn new_session(
+        &self,
+        max_len: usize,
+        cache_use: CacheUse,
+        n_seq: usize,
+        max_ubatch: Option<u32>,
+    ) -> Result<LlamaCppSession<'_>, BackendError> {
         if max_len == 0 {
             return Err(BackendError::Engine {
                 op: "create llama.cpp context",
                 reason: "context length must be at least 1".into(),
             });
         }
-        let n_ctx = u32::try_from(max_len).map_err(|_| BackendError::Engine {
+        let too_large = || BackendError::Engine {
             op: "create llama.cpp context",
             reason: format!("context length {max_len} is too large"),
-        })?;
+        };
+        let n_ctx = u32::try_from(max_len).map_err(|_| too_large())?;
         let batch = self.config.batch_size.min(n_ctx);
+        // One stream of `max_len` cells per sequence.
+        let cells = n_ctx.checked_mul(n_seq as u32).ok_or_else(too_large)?;
+        let n_seq_max = u32::try_from(n_seq).map_err(|_| too_large())?;
         let threads = self.config.threads as i32;
         let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(n_ctx))
+            .with_n_ctx(NonZeroU32::new(cells))
             .with_n_batch(batch)
-            .with_n_ubatch(batch)
-            .with_n_seq_max(1)
+            .with_n_ubatch(max_ubatch.map_or(batch, |u| u.min(batch)))
+            .with_n_seq_max(n_seq_max)
+            // Separate streams per sequence: copying the context to a choice's stream is a
+            // buffer copy (of the whole stream, so callers should size `max_len` to their
+            // longest request). Streams give each choice's tail its own small ubatch, the
+            // kernels token-by-token decoding uses; a unified cache put all tails in one large
+            // ubatch (see README, "numerics"). Full-size sliding-window caches, so a stream can
+            // be copied and its suffix dropped (Gemma 3).
+            .with_kv_unified(false)
+            .with_swa_full(n_seq > 1 || max_ubatch.is_some())
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
         let backend = backend(self.config.verbose)?;
@@ -184,17 +247,35 @@ impl LlamaCppModel {
             .new_context(backend, params)
             .map_err(|e| BackendError::Engine {
                 op: "create llama.cpp context",
-                reason: format!("{e} (context {n_ctx}, batch {batch}); is there enough memory?"),
+                reason: format!("{e} (context {cells}, batch {batch}, {n_seq} sequences); is there enough memory?"),
             })?;
         Ok(LlamaCppSession {
             model: self,
             ctx,
-            batch: LlamaBatch::new(batch as usize, 1),
+            batch: LlamaBatch::new(batch as usize, n_seq_max as i32),
             batch_size: batch as usize,
             max_len,
             cached: Vec::new(),
+            cache_use,
+            n_seq,
         })
     }
+}
+
+/// Largest physical batch (ubatch) of the task-scoring sessions. llama.cpp's CPU kernels for
+/// ubatches of more than 32 tokens compute attention differently from token-by-token
+/// decoding, and a continuation's log-likelihood moves by up to ~1.7 nats on some items
+/// (measured on SmolLM2-135M HellaSwag: batch sizes 1, 8 and 32 agree bit for bit, 64 and 512
+/// do not). At ≤ 32 a task score does not depend on how requests are batched or shared.
+pub const BATCH_INVARIANT_UBATCH: u32 = 32;
+
+/// How a session uses its KV cache between requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CacheUse {
+    /// Keep the cache and reuse the prefix a request shares with it.
+    ReusePrefix,
+    /// Clear the cache before every request.
+    Independent,
 }
 
 /// A llama.cpp context scoring requests, with KV-cache prefix reuse between them.
@@ -206,6 +287,9 @@ pub struct LlamaCppSession<'m> {
     max_len: usize,
     /// Tokens whose keys and values are in sequence 0 of the cache, positions 0….
     cached: Vec<TokenId>,
+    cache_use: CacheUse,
+    /// Sequences the cache holds at once (choices decoded together).
+    n_seq: usize,
 }
 
 impl LlamaCppSession<'_> {
@@ -223,6 +307,151 @@ impl LlamaCppSession<'_> {
         }
         self.cached.truncate(keep);
         Ok(())
+    }
+
+    /// Decodes `tokens` at positions `from..` into sequence 0 without logits.
+    fn extend_cache(&mut self, tokens: &[TokenId]) -> Result<(), BackendError> {
+        let mut pos = self.cached.len();
+        while pos < tokens.len() {
+            let end = (pos + self.batch_size).min(tokens.len());
+            self.batch.clear();
+            for (p, &t) in (pos..end).zip(&tokens[pos..end]) {
+                self.batch
+                    .add(LlamaToken(t), p as i32, &[0], false)
+                    .map_err(|e| BackendError::Engine {
+                        op: "fill batch",
+                        reason: e.to_string(),
+                    })?;
+            }
+            self.decode()?;
+            self.cached.extend_from_slice(&tokens[pos..end]);
+            pos = end;
+        }
+        Ok(())
+    }
+
+    fn decode(&mut self) -> Result<(), BackendError> {
+        self.ctx
+            .decode(&mut self.batch)
+            .map_err(|e| BackendError::Engine {
+                op: "llama_decode",
+                reason: e.to_string(),
+            })
+    }
+
+    /// Scores requests that share a context: the shared part is decoded once into sequence 0,
+    /// copied whole (it holds exactly the shared part then) to sequences 1…n−1, and every
+    /// request's tail goes into one batch. Returns `None`
+    /// (nothing done) when the tails do not fit one batch.
+    fn score_shared(
+        &mut self,
+        requests: &[ScoreRequest],
+    ) -> Result<Option<Vec<Vec<TokenScore>>>, BackendError> {
+        let inputs: Vec<&[TokenId]> = requests
+            .iter()
+            .map(|r| &r.tokens[..r.tokens.len() - 1])
+            .collect();
+        let first = inputs[0];
+        let common = inputs[1..].iter().fold(first.len(), |n, other| {
+            n.min(first.iter().zip(*other).take_while(|(a, b)| a == b).count())
+        });
+        // Positions before every request's first scored logit are shared.
+        let shared = requests
+            .iter()
+            .map(|r| r.score_from - 1)
+            .fold(common, usize::min);
+        let tails: usize = inputs.iter().map(|i| i.len() - shared).sum();
+        if tails > self.batch_size {
+            return Ok(None);
+        }
+        let reusable = self
+            .cached
+            .iter()
+            .zip(&first[..shared])
+            .take_while(|(a, b)| a == b)
+            .count();
+        self.truncate_cache(reusable)?;
+        self.extend_cache(&first[..shared])?;
+        // When every request's first scored logit sits on a token they all share (the last
+        // context token), it is decoded once too, and its logits row serves every request.
+        let head_row: Option<Vec<f32>> =
+            if common > shared && requests.iter().all(|r| r.score_from - 1 == shared) {
+                self.batch.clear();
+                self.batch
+                    .add(LlamaToken(first[shared]), shared as i32, &[0], true)
+                    .map_err(|e| BackendError::Engine {
+                        op: "fill batch",
+                        reason: e.to_string(),
+                    })?;
+                self.decode()?;
+                self.cached.push(first[shared]);
+                Some(self.ctx.get_logits_ith(0).to_vec())
+            } else {
+                None
+            };
+        let start = self.cached.len();
+        for seq in 1..requests.len() {
+            self.ctx
+                .kv_cache_seq_cp(0, seq as i32, None, None)
+                .map_err(|e| BackendError::Engine {
+                    op: "copy KV cache",
+                    reason: e.to_string(),
+                })?;
+        }
+        self.batch.clear();
+        // (request, position, batch index) of every row with logits.
+        let mut rows_at = Vec::new();
+        let mut index = 0i32;
+        for (seq, (request, input)) in requests.iter().zip(&inputs).enumerate() {
+            let first_logit = request.score_from - 1;
+            for (p, &t) in input.iter().enumerate().skip(start) {
+                let logits = p >= first_logit;
+                self.batch
+                    .add(LlamaToken(t), p as i32, &[seq as i32], logits)
+                    .map_err(|e| BackendError::Engine {
+                        op: "fill batch",
+                        reason: e.to_string(),
+                    })?;
+                if logits {
+                    rows_at.push((seq, p, index));
+                }
+                index += 1;
+            }
+        }
+        // Single-token continuations (MMLU's letters) leave nothing to decode.
+        let decoded = if index > 0 { self.decode() } else { Ok(()) };
+        // Sequence 0 now holds the first request's inputs; the others are dropped.
+        self.cached.truncate(start);
+        for seq in 1..requests.len() {
+            self.ctx
+                .clear_kv_cache_seq(Some(seq as u32), None, None)
+                .map_err(|e| BackendError::Engine {
+                    op: "clear KV cache",
+                    reason: e.to_string(),
+                })?;
+        }
+        if let Err(e) = decoded {
+            self.ctx.clear_kv_cache();
+            self.cached.clear();
+            return Err(e);
+        }
+        self.cached.extend_from_slice(&first[start..]);
+        let threads = self.model.config.threads.max(1) as usize;
+        let mut out = Vec::with_capacity(requests.len());
+        for (seq, request) in requests.iter().enumerate() {
+            let mut rows: Vec<(usize, &[f32], TokenId)> = Vec::new();
+            if let Some(row) = &head_row {
+                rows.push((shared, row.as_slice(), request.tokens[shared + 1]));
+            }
+            rows.extend(
+                rows_at
+                    .iter()
+                    .filter(|(s, _, _)| *s == seq)
+                    .map(|&(_, p, i)| (p, self.ctx.get_logits_ith(i), request.tokens[p + 1])),
+            );
+            out.push(score_rows(seq, &rows, threads)?);
+        }
+        Ok(Some(out))
     }
 
     fn score_one(
@@ -317,19 +546,27 @@ impl LanguageModel for LlamaCppSession<'_> {
     }
 
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, BackendError> {
-        // parse_special = false: corpus text is plain text, never control tokens.
-        let tokens = self
-            .model
-            .model
-            .vocab()
-            .tokenize(text.as_bytes(), add_special, false);
-        Ok(tokens.into_iter().map(|t| t.0).collect())
+        Ok(self.model.tokenize(text, add_special))
     }
 
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         let n_vocab = self.model.info.n_vocab;
         for (i, r) in requests.iter().enumerate() {
             validate_request(i, r, n_vocab, self.max_len)?;
+        }
+        if self.cache_use == CacheUse::Independent {
+            let mut out = Vec::with_capacity(requests.len());
+            for (i, r) in requests.iter().enumerate() {
+                self.ctx.clear_kv_cache();
+                self.cached.clear();
+                out.push(self.score_one(i, r)?);
+            }
+            return Ok(out);
+        }
+        if requests.len() > 1 && requests.len() <= self.n_seq {
+            if let Some(out) = self.score_shared(requests)? {
+                return Ok(out);
+            }
         }
         requests
             .iter()

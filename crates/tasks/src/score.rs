@@ -8,8 +8,10 @@ use lmdensity_core::{
     ChoiceScore, ItemSample, Metric, RunHandle, RunMetrics, RunStatus, Sample, SCHEMA_VERSION,
 };
 
+use lmdensity_core::store::StoredRun;
+
 use crate::items::Item;
-use crate::spec::TaskSpec;
+use crate::spec::{TaskKind, TaskSet, TaskSpec};
 use crate::TaskError;
 
 /// How requests are tokenized.
@@ -151,6 +153,76 @@ pub fn run_task(
     Ok(m)
 }
 
+/// A group's accuracy over the tasks of one invocation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupScore {
+    /// Group name.
+    pub name: String,
+    /// Tasks averaged.
+    pub tasks: usize,
+    /// Items over all tasks.
+    pub items: usize,
+    /// Items-weighted mean accuracy (lm-eval's `weight_by_size` aggregate).
+    pub acc: f64,
+    /// Its standard error, √Σ (nᵢ/N)² seᵢ² (tasks as independent samples).
+    pub acc_stderr: f64,
+    /// Unweighted mean of the tasks' accuracies.
+    pub acc_macro: f64,
+}
+
+/// Aggregates `<task>/acc` over each declared group all of whose tasks are among `runs`.
+pub fn aggregate_groups(set: &TaskSet, runs: &[StoredRun]) -> Vec<GroupScore> {
+    let value = |run: &StoredRun, metric: &str| {
+        run.metrics.as_ref().and_then(|m| {
+            m.metrics
+                .iter()
+                .find(|x| x.name == metric)
+                .map(|x| (x.value, x.stderr))
+        })
+    };
+    let mut out = Vec::new();
+    for group in &set.groups {
+        let members: Vec<&TaskSpec> = set
+            .tasks
+            .iter()
+            .filter(|t| t.groups.contains(&group.name))
+            .collect();
+        let mut parts = Vec::new();
+        for task in &members {
+            let run = runs.iter().find(|r| {
+                r.manifest.settings.get("task").and_then(|t| t.as_str()) == Some(task.name.as_str())
+            });
+            let found = run.and_then(|r| {
+                let (acc, se) = value(r, &format!("{}/acc", task.name))?;
+                let (n, _) = value(r, &format!("{}/items", task.name))?;
+                Some((n, acc, se.unwrap_or(0.0)))
+            });
+            match found {
+                Some(p) => parts.push(p),
+                None => break,
+            }
+        }
+        if parts.len() != members.len() || parts.is_empty() {
+            continue;
+        }
+        let total: f64 = parts.iter().map(|p| p.0).sum();
+        let acc = parts.iter().map(|p| p.0 * p.1).sum::<f64>() / total;
+        let var: f64 = parts
+            .iter()
+            .map(|p| (p.0 / total).powi(2) * p.2.powi(2))
+            .sum();
+        out.push(GroupScore {
+            name: group.name.clone(),
+            tasks: parts.len(),
+            items: total as usize,
+            acc,
+            acc_stderr: var.sqrt(),
+            acc_macro: parts.iter().map(|p| p.1).sum::<f64>() / parts.len() as f64,
+        });
+    }
+    out
+}
+
 /// Index of the largest value; the first on ties (as numpy's argmax).
 fn argmax(values: impl Iterator<Item = f64>) -> usize {
     let mut best = (0, f64::NEG_INFINITY);
@@ -187,7 +259,7 @@ pub fn metrics(
         stderr: None,
         unit: "items".into(),
         how: format!(
-            "{} items of {} ({}) scored, 0-shot",
+            "{} items of {} ({}) scored",
             samples.len(),
             spec.name,
             spec.split
@@ -207,8 +279,32 @@ pub fn metrics(
             .map(|s| f64::from(u8::from(pick(s) == s.gold)))
             .collect()
     };
+    let single_target = spec.kind == TaskKind::Loglikelihood;
     for metric in &spec.metrics {
+        if single_target && metric == "perplexity" {
+            let lls: Vec<f64> = samples
+                .iter()
+                .filter_map(|s| s.choices.first().map(|c| c.loglikelihood))
+                .collect();
+            let (mean_ll, se) = mean_and_stderr(&lls);
+            let ppl = (-mean_ll).exp();
+            out.push(Metric {
+                name: name("perplexity"),
+                value: ppl,
+                stderr: se.map(|se| ppl * se),
+                unit: "perplexity".into(),
+                how: "exp(−mean over items of ln p(target | context)) (lm-eval perplexity); stderr by the delta method".into(),
+            });
+            continue;
+        }
         let (values, how) = match metric.as_str() {
+            "acc" if single_target => (
+                samples
+                    .iter()
+                    .map(|s| f64::from(u8::from(s.choices.first().is_some_and(|c| c.is_greedy))))
+                    .collect(),
+                "fraction of items whose every target token is the model's argmax (lm-eval greedy-match acc)",
+            ),
             "acc" => (
                 hit(&|s| argmax(s.choices.iter().map(|c| c.loglikelihood))),
                 "fraction of items whose gold choice has the highest log-likelihood (lm-eval acc)",

