@@ -317,7 +317,8 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 1234)]
     pub seed: u64,
     /// Score each (context, choice) pair from an empty cache instead of evaluating the shared
-    /// context once (for comparison: the scores are the same, only slower).
+    /// context once (for comparison: slower; scores equal up to llama.cpp's batch-shape
+    /// noise, see README "Numerics").
     #[arg(long)]
     pub no_shared_context: bool,
     /// Task declarations (default: the tasks.toml built into the binary).
