@@ -469,7 +469,7 @@ impl MetricFilter {
         match self {
             MetricFilter::Headline => {
                 HEADLINE.contains(&name)
-                    || ["/acc", "/acc_norm", "/gold_bits_per_byte"]
+                    || ["/acc", "/acc_norm", "/perplexity", "/gold_bits_per_byte"]
                         .iter()
                         .any(|suffix| name.ends_with(suffix))
             }
