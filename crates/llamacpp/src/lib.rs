@@ -310,23 +310,34 @@ impl LlamaCppSession<'_> {
         Ok(())
     }
 
-    /// Decodes `tokens` at positions `from..` into sequence 0 without logits.
+    /// Decodes `tokens[cached.len()..end]` into sequence 0 as one batch, with logits for the
+    /// positions from `logits_from` on, and records them as cached.
+    fn decode_chunk(
+        &mut self,
+        tokens: &[TokenId],
+        end: usize,
+        logits_from: usize,
+    ) -> Result<(), BackendError> {
+        let pos = self.cached.len();
+        self.batch.clear();
+        for (p, &t) in (pos..end).zip(&tokens[pos..end]) {
+            self.batch
+                .add(LlamaToken(t), p as i32, &[0], p >= logits_from)
+                .map_err(|e| BackendError::Engine {
+                    op: "fill batch",
+                    reason: e.to_string(),
+                })?;
+        }
+        self.decode()?;
+        self.cached.extend_from_slice(&tokens[pos..end]);
+        Ok(())
+    }
+
+    /// Decodes `tokens` from the cached positions on into sequence 0, without logits.
     fn extend_cache(&mut self, tokens: &[TokenId]) -> Result<(), BackendError> {
-        let mut pos = self.cached.len();
-        while pos < tokens.len() {
-            let end = (pos + self.batch_size).min(tokens.len());
-            self.batch.clear();
-            for (p, &t) in (pos..end).zip(&tokens[pos..end]) {
-                self.batch
-                    .add(LlamaToken(t), p as i32, &[0], false)
-                    .map_err(|e| BackendError::Engine {
-                        op: "fill batch",
-                        reason: e.to_string(),
-                    })?;
-            }
-            self.decode()?;
-            self.cached.extend_from_slice(&tokens[pos..end]);
-            pos = end;
+        while self.cached.len() < tokens.len() {
+            let end = (self.cached.len() + self.batch_size).min(tokens.len());
+            self.decode_chunk(tokens, end, usize::MAX)?;
         }
         Ok(())
     }
@@ -473,31 +484,15 @@ impl LlamaCppSession<'_> {
         self.truncate_cache(common.min(first_logit))?;
         let mut scores = Vec::with_capacity(request.n_targets());
         let threads = self.model.config.threads.max(1) as usize;
-        let mut pos = self.cached.len();
-        while pos < inputs.len() {
+        while self.cached.len() < inputs.len() {
+            let pos = self.cached.len();
             let end = (pos + self.batch_size).min(inputs.len());
-            self.batch.clear();
-            for (p, &t) in (pos..end).zip(&inputs[pos..end]) {
-                self.batch
-                    .add(LlamaToken(t), p as i32, &[0], p >= first_logit)
-                    .map_err(|e| BackendError::Engine {
-                        op: "fill batch",
-                        reason: e.to_string(),
-                    })?;
-            }
-            self.ctx
-                .decode(&mut self.batch)
-                .map_err(|e| BackendError::Engine {
-                    op: "llama_decode",
-                    reason: e.to_string(),
-                })?;
-            self.cached.extend_from_slice(&inputs[pos..end]);
+            self.decode_chunk(inputs, end, first_logit)?;
             // Rows with logits, in batch order: batch index i holds position pos + i.
             let rows: Vec<(usize, &[f32], TokenId)> = (pos.max(first_logit)..end)
                 .map(|p| (p, self.ctx.get_logits_ith((p - pos) as i32), tokens[p + 1]))
                 .collect();
             scores.extend(score_rows(index, &rows, threads)?);
-            pos = end;
         }
         Ok(scores)
     }

@@ -236,11 +236,15 @@ mod tests {
 
     use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 
-    #[test]
-    fn arrow_streams_become_json_rows_and_garbage_is_refused() {
+    fn two_rows() -> RecordBatch {
         let goal: ArrayRef = Arc::new(StringArray::from(vec!["open a jar", "boil water"]));
         let label: ArrayRef = Arc::new(Int64Array::from(vec![0, 1]));
-        let batch = RecordBatch::try_from_iter([("goal", goal), ("label", label)]).expect("batch");
+        RecordBatch::try_from_iter([("goal", goal), ("label", label)]).expect("batch")
+    }
+
+    #[test]
+    fn arrow_streams_become_json_rows_and_garbage_is_refused() {
+        let batch = two_rows();
         let mut bytes = Vec::new();
         {
             let mut w = arrow_ipc::writer::StreamWriter::try_new(&mut bytes, &batch.schema())
@@ -258,9 +262,7 @@ mod tests {
 
     #[test]
     fn parquet_files_become_json_rows_and_garbage_is_refused() {
-        let goal: ArrayRef = Arc::new(StringArray::from(vec!["open a jar", "boil water"]));
-        let label: ArrayRef = Arc::new(Int64Array::from(vec![0, 1]));
-        let batch = RecordBatch::try_from_iter([("goal", goal), ("label", label)]).expect("batch");
+        let batch = two_rows();
         let mut bytes = Vec::new();
         {
             let mut w = parquet::arrow::ArrowWriter::try_new(&mut bytes, batch.schema(), None)
