@@ -185,48 +185,84 @@ fn eval_scores_items_writes_samples_and_resumes() {
     );
 }
 
+/// Recomputes `<task>/acc` of a stored task run from its per-choice log-likelihoods (argmax,
+/// first index on ties) and checks it equals the stored figure; returns it.
+fn recompute_accuracy(run: &lmdensity_core::store::StoredRun) -> f64 {
+    use lmdensity_core::Sample;
+    let task = run.manifest.settings["task"].as_str().expect("task");
+    let text = std::fs::read_to_string(run.dir.join("samples.jsonl")).expect("samples");
+    let (mut hits, mut n) = (0usize, 0usize);
+    for line in text.lines() {
+        let Sample::TaskItem(item) = serde_json::from_str::<Sample>(line).expect("sample") else {
+            panic!("{task}: not a task item");
+        };
+        let best = item
+            .choices
+            .iter()
+            .enumerate()
+            .fold((0, f64::NEG_INFINITY), |b, (i, c)| {
+                if c.loglikelihood > b.1 {
+                    (i, c.loglikelihood)
+                } else {
+                    b
+                }
+            })
+            .0;
+        hits += usize::from(best == item.gold);
+        n += 1;
+    }
+    let stored = run
+        .metrics
+        .as_ref()
+        .and_then(|m| m.get(&format!("{task}/acc")))
+        .expect("acc")
+        .value;
+    assert!((hits as f64 / n as f64 - stored).abs() < 1e-12, "{task}");
+    assert_eq!(
+        run.manifest.settings["items"].as_u64(),
+        Some(n as u64),
+        "{task}: every item"
+    );
+    stored
+}
+
+/// The curated Gemma-3-270M full-set runs (the tasks finished so far): complete, every item of
+/// the split, accuracies recomputable from the samples.
+#[test]
+fn curated_gemma_full_set_runs_recompute_from_their_samples() {
+    use lmdensity_core::ResultsStore;
+    let store = repo_root().join("results/curated/tasks-gemma-core");
+    let runs = ResultsStore::new(&store).runs().expect("store");
+    let expected = [("copa", 100), ("openbookqa", 500), ("winogrande", 1267)];
+    assert_eq!(runs.len(), expected.len());
+    for (task, items) in expected {
+        let run = runs
+            .iter()
+            .find(|r| r.manifest.settings["task"] == task)
+            .expect("run");
+        assert_eq!(run.manifest.settings["items"], items, "{task}: full set");
+        assert!(run
+            .manifest
+            .settings
+            .get("mode")
+            .is_some_and(|m| !m.to_string().contains("first")));
+        recompute_accuracy(run);
+    }
+}
+
 /// The curated SmolLM2 task runs: every accuracy recomputes from the stored per-choice
 /// log-likelihoods, and `density` reads them back from the store.
 #[test]
 fn curated_task_runs_recompute_from_their_samples_and_feed_density() {
-    use lmdensity_core::{ResultsStore, Sample};
+    use lmdensity_core::ResultsStore;
     let store = repo_root().join("results/curated/tasks-core");
     let runs = ResultsStore::new(&store).runs().expect("store");
     assert_eq!(runs.len(), 4);
     for run in &runs {
-        let task = run.manifest.settings["task"].as_str().expect("task");
-        let text = std::fs::read_to_string(run.dir.join("samples.jsonl")).expect("samples");
-        let (mut hits, mut n) = (0usize, 0usize);
-        for line in text.lines() {
-            let Sample::TaskItem(item) = serde_json::from_str::<Sample>(line).expect("sample")
-            else {
-                panic!("{task}: not a task item");
-            };
-            let best = item
-                .choices
-                .iter()
-                .enumerate()
-                .fold((0, f64::NEG_INFINITY), |b, (i, c)| {
-                    if c.loglikelihood > b.1 {
-                        (i, c.loglikelihood)
-                    } else {
-                        b
-                    }
-                })
-                .0;
-            hits += usize::from(best == item.gold);
-            n += 1;
-        }
-        let stored = run
-            .metrics
-            .as_ref()
-            .and_then(|m| m.get(&format!("{task}/acc")))
-            .expect("acc")
-            .value;
-        assert!((hits as f64 / n as f64 - stored).abs() < 1e-12, "{task}");
+        let stored = recompute_accuracy(run);
         assert!(
             stored > 0.15 && stored < 0.8,
-            "{task}: {stored} is implausible for a 135M model"
+            "{stored} is implausible for a 135M model"
         );
     }
     // A copy, so that the analysis `density` saves does not land in the curated store.
