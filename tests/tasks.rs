@@ -233,7 +233,14 @@ fn curated_gemma_full_set_runs_recompute_from_their_samples() {
     use lmdensity_core::ResultsStore;
     let store = repo_root().join("results/curated/tasks-gemma-core");
     let runs = ResultsStore::new(&store).runs().expect("store");
-    let expected = [("copa", 100), ("openbookqa", 500), ("winogrande", 1267)];
+    let expected = [
+        ("arc_challenge", 1172),
+        ("piqa", 1838),
+        ("winogrande", 1267),
+        ("openbookqa", 500),
+        ("sciq", 1000),
+        ("copa", 100),
+    ];
     assert_eq!(runs.len(), expected.len());
     for (task, items) in expected {
         let run = runs
