@@ -231,16 +231,18 @@ impl LlamaCppModel {
             .with_n_batch(batch)
             .with_n_ubatch(max_ubatch.map_or(batch, |u| u.min(batch)))
             .with_n_seq_max(n_seq_max)
-            // Separate streams per sequence: copying the context to a choice's stream is a
-            // buffer copy (of the whole stream, so callers should size `max_len` to their
-            // longest request). Streams give each choice's tail its own small ubatch, the
-            // kernels token-by-token decoding uses; a unified cache put all tails in one large
-            // ubatch (see README, "numerics"). Full-size sliding-window caches, so a stream can
-            // be copied and its suffix dropped (Gemma 3).
-            .with_kv_unified(false)
-            .with_swa_full(n_seq > 1 || max_ubatch.is_some())
             .with_n_threads(threads)
             .with_n_threads_batch(threads);
+        // Task sessions: separate streams per sequence (copying the context to a choice's
+        // stream is a buffer copy of the whole stream, so callers size `max_len` to their
+        // longest request; a unified cache put all tails in one large ubatch, see README,
+        // "Numerics"), and full-size sliding-window caches, so a stream can be copied and its
+        // suffix dropped (Gemma 3). Perplexity sessions keep llama.cpp's defaults.
+        let params = if n_seq > 1 || max_ubatch.is_some() {
+            params.with_kv_unified(false).with_swa_full(true)
+        } else {
+            params
+        };
         let backend = backend(self.config.verbose)?;
         let ctx = self
             .model
