@@ -6,6 +6,7 @@
 
 mod util;
 
+mod bench;
 mod cli;
 mod corpora;
 mod curated;

@@ -11,7 +11,7 @@ use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
 use crate::util::*;
 
 /// Weights path of a registry model, fetched once per test process.
-fn weights(id: &str) -> std::path::PathBuf {
+pub(crate) fn weights(id: &str) -> std::path::PathBuf {
     static LOCK: OnceLock<std::sync::Mutex<()>> = OnceLock::new();
     let _guard = LOCK.get_or_init(Default::default).lock().expect("lock");
     let registry = Registry::load(&repo_root().join("models.toml")).expect("registry");

@@ -1,10 +1,12 @@
-//! The scoring primitive's hot path: turning one logits row into a target log-probability
-//! (`score_logits`: max, log-sum-exp, argmax) at the vocabulary widths of the registry models.
-//! Run: `cargo bench -p lmdensity-benchmarks`.
+//! The scoring primitive's hot paths: turning one logits row into a target log-probability
+//! (`score_logits`: max, log-sum-exp, argmax) at the vocabulary widths of the registry models,
+//! and gathering the target log-probabilities of a whole 512-token window (`score_rows`, as the
+//! llama.cpp backend does after each decode), serially and on two threads.
+//! Run: `cargo bench -p lmdensity-benchmarks --bench scoring`.
 #![allow(missing_docs)]
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use lmdensity_backend::score_logits;
+use lmdensity_backend::{score_logits, score_rows, TokenId};
 
 fn logits(n: usize) -> Vec<f32> {
     let mut state = 0x2545_f491_4f6c_dd1du64;
@@ -31,5 +33,27 @@ fn bench_score_logits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_score_logits);
+fn bench_score_rows(c: &mut Criterion) {
+    let mut group = c.benchmark_group("score_rows_512");
+    group.sample_size(20);
+    for n_vocab in [49_152usize, 262_144] {
+        let window: Vec<f32> = logits(512 * n_vocab);
+        let rows: Vec<(usize, &[f32], TokenId)> = window
+            .chunks(n_vocab)
+            .enumerate()
+            .map(|(p, row)| (p, row, (p * 31 % n_vocab) as TokenId))
+            .collect();
+        group.throughput(Throughput::Elements(512));
+        for threads in [1usize, 2] {
+            group.bench_with_input(
+                BenchmarkId::new(format!("vocab{n_vocab}"), format!("{threads}t")),
+                &rows,
+                |b, rows| b.iter(|| score_rows(0, std::hint::black_box(rows), threads)),
+            );
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_score_logits, bench_score_rows);
 criterion_main!(benches);

@@ -123,6 +123,26 @@ pub trait LanguageModel {
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError>;
 }
 
+/// A context of an engine whose raw speed can be measured (`lmdensity bench`): the operations
+/// llama-bench times, on token ids the caller chooses, so timings exclude tokenization and
+/// sampling. Sequences are numbered from 0 up to the number the context was created for.
+pub trait DecodeBench {
+    /// Empties the KV cache of every sequence.
+    fn clear(&mut self) -> Result<(), BackendError>;
+
+    /// Prompt processing: appends `prompts[i]` to sequence `i` (after what it already holds),
+    /// in decode calls of at most the context's batch size, with logits for the last token of
+    /// each call, as llama-bench's prompt test. Returns when the computation has finished.
+    fn prefill(&mut self, prompts: &[Vec<TokenId>]) -> Result<(), BackendError>;
+
+    /// One generation step: appends `tokens[i]` to sequence `i` in one decode call, with
+    /// logits for every token. Returns when the computation has finished.
+    fn generate_step(&mut self, tokens: &[TokenId]) -> Result<(), BackendError>;
+
+    /// Bytes of KV-cache state that sequence 0 holds now (keys and values of its cells).
+    fn kv_cache_bytes(&self) -> u64;
+}
+
 /// Checks a request against a model before it reaches an engine.
 pub fn validate_request(
     index: usize,
@@ -191,6 +211,42 @@ pub fn score_logits(logits: &[f32], target: TokenId) -> Result<TokenScore, f32> 
     })
 }
 
+/// Scores many logits rows — `(position, logits, target)` — with [`score_logits`], split over
+/// `threads` threads when there are enough rows (the vocabulary can be 262k wide). `index` names
+/// the request in a non-finite-logits error.
+pub fn score_rows(
+    index: usize,
+    rows: &[(usize, &[f32], TokenId)],
+    threads: usize,
+) -> Result<Vec<TokenScore>, BackendError> {
+    let one = |&(p, logits, t): &(usize, &[f32], TokenId)| {
+        score_logits(logits, t).map_err(|value| BackendError::NonFiniteLogits {
+            index,
+            position: p,
+            value,
+        })
+    };
+    if rows.len() < 2 * threads || threads <= 1 {
+        return rows.iter().map(one).collect();
+    }
+    let chunk = rows.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .chunks(chunk)
+            .map(|c| s.spawn(move || c.iter().map(one).collect::<Result<Vec<_>, _>>()))
+            .collect();
+        let mut out = Vec::with_capacity(rows.len());
+        for h in handles {
+            let part = h.join().map_err(|_| BackendError::Engine {
+                op: "log-softmax",
+                reason: "a scoring thread panicked".into(),
+            })??;
+            out.extend(part);
+        }
+        Ok(out)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -216,6 +272,37 @@ mod tests {
     #[test]
     fn nan_is_refused() {
         assert!(score_logits(&[0.0, f32::NAN], 0).is_err());
+    }
+
+    #[test]
+    fn parallel_rows_equal_serial_rows_and_name_the_bad_position() {
+        let rows: Vec<Vec<f32>> = (0..40)
+            .map(|r| {
+                (0..50)
+                    .map(|v| ((r * 7 + v * 13) % 17) as f32 * 0.3)
+                    .collect()
+            })
+            .collect();
+        let gathered: Vec<(usize, &[f32], TokenId)> = rows
+            .iter()
+            .enumerate()
+            .map(|(p, r)| (p, r.as_slice(), (p % 50) as TokenId))
+            .collect();
+        let serial = score_rows(0, &gathered, 1).expect("finite");
+        assert_eq!(score_rows(0, &gathered, 4).expect("finite"), serial);
+        assert_eq!(serial.len(), 40);
+        let mut bad = rows[33].clone();
+        bad[3] = f32::INFINITY;
+        let mut with_bad = gathered.clone();
+        with_bad[33].1 = &bad;
+        assert!(matches!(
+            score_rows(5, &with_bad, 4),
+            Err(BackendError::NonFiniteLogits {
+                index: 5,
+                position: 33,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -43,6 +43,10 @@ pub enum Command {
     Ppl(PplArgs),
     /// Score downstream tasks (lm-evaluation-harness prompts and metrics, 0-shot).
     Eval(EvalArgs),
+    /// Throughput and memory, as llama-bench measures them: prompt processing (pp), generation
+    /// (tg), both (pg), at a cache depth, with parallel sequences; plus peak memory and the
+    /// memory-bandwidth roofline.
+    Bench(BenchArgs),
     /// Download and verify models into the cache.
     Fetch {
         /// Model ids from the registry.
@@ -96,6 +100,9 @@ pub struct ModelArgs {
     /// Layers to offload to the GPU (builds with `--features cuda`).
     #[arg(long, default_value_t = 0)]
     pub gpu_layers: u32,
+    /// Read the weights into memory instead of memory-mapping the file.
+    #[arg(long)]
+    pub no_mmap: bool,
 }
 
 /// Perplexity semantics.
@@ -331,4 +338,94 @@ pub struct EvalArgs {
     /// `acc_stderr,none`, …), for tools that read its output.
     #[arg(long, value_name = "FILE")]
     pub lm_eval_json: Option<PathBuf>,
+}
+
+/// Output formats of `bench`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchFormat {
+    /// Speed (mean ± σ, min … max), time to first token, KV and peak memory, roofline.
+    Table,
+    /// llama-bench's markdown table.
+    Md,
+    /// llama-bench's fields (and lmdensity's), comma-separated.
+    Csv,
+    /// A JSON array of llama-bench-style records.
+    Json,
+    /// One JSON record per line.
+    Jsonl,
+}
+
+/// Arguments of `bench`. Size flags take comma lists (`-p 128,512`); every combination runs.
+#[derive(Debug, Args, Clone)]
+pub struct BenchArgs {
+    /// Registry model id (see `lmdensity models`; default: the registry's default).
+    #[arg(long, short, conflicts_with = "model_path")]
+    pub model: Option<String>,
+    /// A local GGUF file instead of a registry model.
+    #[arg(long)]
+    pub model_path: Option<PathBuf>,
+    /// Prompt-processing tests: prompt lengths (`none`: no pp tests).
+    #[arg(
+        long = "n-prompt",
+        short = 'p',
+        allow_hyphen_values = true,
+        default_value = "512"
+    )]
+    pub n_prompt: String,
+    /// Generation tests: tokens generated (`none`: no tg tests).
+    #[arg(
+        long = "n-gen",
+        short = 'n',
+        allow_hyphen_values = true,
+        default_value = "128"
+    )]
+    pub n_gen: String,
+    /// Combined tests: PROMPT,GEN pairs, several separated by `;` (`512,128;1024,256`).
+    #[arg(long = "pg", allow_hyphen_values = true)]
+    pub prompt_gen: Option<String>,
+    /// Tokens already in the cache before the timed part (`pp512 @ d1024`).
+    #[arg(
+        long = "n-depth",
+        short = 'd',
+        allow_hyphen_values = true,
+        default_value = "0"
+    )]
+    pub n_depth: String,
+    /// Tokens per decode call in prompt processing (llama-bench -b).
+    #[arg(long, short = 'b', default_value = "2048", allow_hyphen_values = true)]
+    pub batch_size: String,
+    /// Tokens per physical batch (llama-bench -ub).
+    #[arg(long, default_value = "512", allow_hyphen_values = true)]
+    pub ubatch_size: String,
+    /// CPU threads (default: all logical CPUs).
+    #[arg(long, short, allow_hyphen_values = true)]
+    pub threads: Option<String>,
+    /// Sequences processed together (llama-batched-bench's parallel).
+    #[arg(long, default_value = "1", allow_hyphen_values = true)]
+    pub parallel: String,
+    /// Timed repetitions per test.
+    #[arg(long, short, default_value_t = 5)]
+    pub repetitions: usize,
+    /// Untimed warm-up runs per test (a full prompt and one generated token each).
+    #[arg(long, default_value_t = 1)]
+    pub warmup: usize,
+    /// Output format (printed to stdout; every record also goes to the results store).
+    #[arg(long, short, value_enum, default_value = "table")]
+    pub output: BenchFormat,
+    /// Skip the memory-bandwidth measurement (no decode efficiency).
+    #[arg(long)]
+    pub no_roofline: bool,
+    /// Seed of the random token ids.
+    #[arg(long, default_value_t = 1234)]
+    pub seed: u64,
+    /// Layers to offload to the GPU (builds with `--features cuda`).
+    #[arg(long, default_value_t = 0)]
+    pub gpu_layers: u32,
+    /// Read the weights into memory instead of memory-mapping the file (llama-bench -mmp 0).
+    #[arg(long)]
+    pub no_mmap: bool,
+    /// Memory the run may use, e.g. `8G`, `512M` (default: what the system reports available);
+    /// the model is refused before loading when weights + KV cache exceed it.
+    #[arg(long)]
+    pub memory_budget: Option<String>,
 }

@@ -105,6 +105,10 @@ pub fn run() -> Result<ExitCode> {
             crate::analyses::trend_command(&cli, args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Bench(args) => {
+            crate::bench::bench(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report { all, metric } => {
             let runs = ResultsStore::new(&cli.results_dir).runs()?;
             if runs.is_empty() {
@@ -163,14 +167,29 @@ pub(crate) struct Engine {
     pub config: LlamaCppConfig,
     pub model: LlamaCppModel,
     pub record: ModelRecord,
+    /// The checked GGUF header.
+    pub header: gguf::GgufFile,
+    /// Time llama.cpp took to load the weights, seconds.
+    pub load_s: f64,
 }
 
 /// Resolves, checks and loads the model `args` name.
 pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
+    load_engine_with(cli, args, |_, _, _| Ok(()))
+}
+
+/// As [`load_engine`], with `check` run on the weights' path, header and the machine before
+/// anything is loaded.
+pub(crate) fn load_engine_with(
+    cli: &Cli,
+    args: &ModelArgs,
+    check: impl FnOnce(&Path, &gguf::GgufFile, &Hardware) -> Result<()>,
+) -> Result<Engine> {
     let resolved = resolve_model(cli, args)?;
     let weights = resolved.weights().to_path_buf();
     let header = gguf::read(&weights)?;
     let hardware = Hardware::detect();
+    check(&weights, &header, &hardware)?;
     if hardware.ram_available_bytes > 0 && header.file_bytes > hardware.ram_available_bytes {
         bail!(
             "{}: {:.2} GiB of weights exceed the {:.2} GiB of memory available",
@@ -196,8 +215,11 @@ pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
         batch_size: args.batch_size,
         gpu_layers: args.gpu_layers,
         verbose: cli.verbose,
+        use_mmap: !args.no_mmap,
     };
+    let started = std::time::Instant::now();
     let model = LlamaCppModel::load(&weights, config.clone())?;
+    let load_s = started.elapsed().as_secs_f64();
     let record = ModelRecord {
         id: resolved.id.clone(),
         path: weights.display().to_string(),
@@ -216,6 +238,8 @@ pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
         config,
         model,
         record,
+        header,
+        load_s,
     })
 }
 
@@ -406,6 +430,7 @@ pub(crate) fn run_manifest(
             settings: [
                 ("batch_size".to_string(), json!(config.batch_size)),
                 ("gpu_layers".to_string(), json!(config.gpu_layers)),
+                ("use_mmap".to_string(), json!(config.use_mmap)),
             ]
             .into_iter()
             .collect(),

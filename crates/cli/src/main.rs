@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 a measurement ran but failed, 2 usage or input error.
 
 mod analyses;
+mod bench;
 mod cli;
 mod commands;
 mod evaluate;

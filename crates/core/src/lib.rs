@@ -12,7 +12,7 @@ pub mod stats;
 pub mod store;
 
 pub use schema::{
-    AnalysisRecord, BackendRecord, ChoiceScore, ItemSample, Metric, ModelRecord, RunManifest,
-    RunMetrics, RunStatus, Sample, SoftwareRecord, WindowSample, SCHEMA_VERSION,
+    AnalysisRecord, BackendRecord, BenchSample, ChoiceScore, ItemSample, Metric, ModelRecord,
+    RunManifest, RunMetrics, RunStatus, Sample, SoftwareRecord, WindowSample, SCHEMA_VERSION,
 };
 pub use store::{ResultsStore, RunHandle, StoreError, StoredRun};

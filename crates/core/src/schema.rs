@@ -167,6 +167,23 @@ pub enum Sample {
     PerplexityWindow(WindowSample),
     /// One scored item of a downstream task.
     TaskItem(ItemSample),
+    /// One timed repetition of a speed test.
+    BenchRepetition(BenchSample),
+}
+
+/// One timed repetition of a `bench` test: enough to recompute tokens/s and its statistics.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct BenchSample {
+    /// Test name (`pp512`, `tg128 @ d1024`).
+    pub test: String,
+    /// Repetition number, from 0.
+    pub repetition: usize,
+    /// Tokens processed in the timed part, all sequences.
+    pub n_tokens: u64,
+    /// Wall time of the timed part, ns.
+    pub ns: u64,
+    /// Time of the prompt part (time to first token), ns; tests with a prompt only.
+    pub prompt_ns: Option<u64>,
 }
 
 /// Every choice of one task item scored: enough to recompute acc, acc_norm, acc_bytes and the

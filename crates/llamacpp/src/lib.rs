@@ -20,11 +20,14 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use lmdensity_backend::{
-    score_logits, validate_request, BackendError, LanguageModel, ModelInfo, ScoreRequest, TokenId,
+    score_rows, validate_request, BackendError, LanguageModel, ModelInfo, ScoreRequest, TokenId,
     TokenScore,
 };
 
+mod bench;
 mod sys;
+
+pub use bench::{BenchContextConfig, LlamaCppBench};
 
 /// Version of the `llama-cpp-2` binding (pinned with `=` in the workspace), recorded in manifests.
 pub const LLAMA_CPP_2_VERSION: &str = "0.1.160";
@@ -40,6 +43,9 @@ pub struct LlamaCppConfig {
     pub gpu_layers: u32,
     /// Let llama.cpp print its logs to stderr.
     pub verbose: bool,
+    /// Memory-map the weights file (llama.cpp's default); without, weights are read into
+    /// anonymous memory.
+    pub use_mmap: bool,
 }
 
 impl Default for LlamaCppConfig {
@@ -49,6 +55,7 @@ impl Default for LlamaCppConfig {
             batch_size: 512,
             gpu_layers: 0,
             verbose: false,
+            use_mmap: true,
         }
     }
 }
@@ -117,7 +124,9 @@ impl LlamaCppModel {
                 reason: "threads and batch size must be at least 1".into(),
             });
         }
-        let params = LlamaModelParams::default().with_n_gpu_layers(config.gpu_layers);
+        let params = LlamaModelParams::default()
+            .with_n_gpu_layers(config.gpu_layers)
+            .with_use_mmap(config.use_mmap);
         let model =
             LlamaModel::load_from_file(backend, path, &params).map_err(|e| BackendError::Load {
                 path: path.display().to_string(),
@@ -498,40 +507,6 @@ impl LlamaCppSession<'_> {
         }
         Ok(scores)
     }
-}
-
-/// Log-softmax of many logits rows in parallel (the vocabulary can be 262k wide).
-fn score_rows(
-    index: usize,
-    rows: &[(usize, &[f32], TokenId)],
-    threads: usize,
-) -> Result<Vec<TokenScore>, BackendError> {
-    let one = |&(p, logits, t): &(usize, &[f32], TokenId)| {
-        score_logits(logits, t).map_err(|value| BackendError::NonFiniteLogits {
-            index,
-            position: p,
-            value,
-        })
-    };
-    if rows.len() < 2 * threads || threads == 1 {
-        return rows.iter().map(one).collect();
-    }
-    let chunk = rows.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .chunks(chunk)
-            .map(|c| s.spawn(move || c.iter().map(one).collect::<Result<Vec<_>, _>>()))
-            .collect();
-        let mut out = Vec::with_capacity(rows.len());
-        for h in handles {
-            let part = h.join().map_err(|_| BackendError::Engine {
-                op: "log-softmax",
-                reason: "a scoring thread panicked".into(),
-            })??;
-            out.extend(part);
-        }
-        Ok(out)
-    })
 }
 
 impl LanguageModel for LlamaCppSession<'_> {
