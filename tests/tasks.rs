@@ -234,6 +234,7 @@ fn curated_gemma_full_set_runs_recompute_from_their_samples() {
     let store = repo_root().join("results/curated/tasks-gemma-core");
     let runs = ResultsStore::new(&store).runs().expect("store");
     let expected = [
+        ("arc_easy", 2376),
         ("arc_challenge", 1172),
         ("piqa", 1838),
         ("winogrande", 1267),
