@@ -8,6 +8,7 @@ mod util;
 
 mod bench;
 mod cli;
+mod compare;
 mod corpora;
 mod curated;
 mod errors;

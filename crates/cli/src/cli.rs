@@ -47,6 +47,18 @@ pub enum Command {
     /// (tg), both (pg), at a cache depth, with parallel sequences; plus peak memory and the
     /// memory-bandwidth roofline.
     Bench(BenchArgs),
+    /// Two runs side by side: every metric with the ratio B/A and whether the difference
+    /// exceeds their standard errors, and the settings that differ (before/after a checkpoint,
+    /// a quantization, a build).
+    Compare {
+        /// Run A: a run directory, or a run id (or unique prefix) in the results store.
+        run_a: String,
+        /// Run B, the same way.
+        run_b: String,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Download and verify models into the cache.
     Fetch {
         /// Model ids from the registry.

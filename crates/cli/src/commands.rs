@@ -105,6 +105,10 @@ pub fn run() -> Result<ExitCode> {
             crate::analyses::trend_command(&cli, args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Compare { run_a, run_b, json } => {
+            crate::compare::compare_command(&cli, run_a, run_b, *json)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(args) => {
             crate::bench::bench(&cli, args)?;
             Ok(ExitCode::SUCCESS)

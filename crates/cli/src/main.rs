@@ -6,6 +6,7 @@ mod analyses;
 mod bench;
 mod cli;
 mod commands;
+mod compare;
 mod evaluate;
 
 use std::process::ExitCode;

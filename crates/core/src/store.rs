@@ -169,28 +169,41 @@ impl ResultsStore {
         let mut runs = Vec::new();
         for entry in entries {
             let dir = entry.map_err(io_err(&self.root))?.path();
-            let manifest_path = dir.join("manifest.json");
-            if !manifest_path.is_file() {
+            if !dir.join("manifest.json").is_file() {
                 continue;
             }
-            let manifest: RunManifest = read_json(&manifest_path)?;
-            let metrics_path = dir.join("metrics.json");
-            let metrics = if metrics_path.is_file() {
-                Some(read_json::<RunMetrics>(&metrics_path)?)
-            } else {
-                None
-            };
-            runs.push(StoredRun {
-                dir,
-                manifest,
-                metrics,
-            });
+            runs.push(StoredRun::read(&dir)?);
         }
         runs.sort_by(|a, b| {
             (&a.manifest.started_at, &a.manifest.run_id)
                 .cmp(&(&b.manifest.started_at, &b.manifest.run_id))
         });
         Ok(runs)
+    }
+}
+
+impl StoredRun {
+    /// Reads one run directory: its manifest (required) and metrics (absent while running).
+    pub fn read(dir: &Path) -> Result<StoredRun, StoreError> {
+        let manifest_path = dir.join("manifest.json");
+        if !manifest_path.is_file() {
+            return Err(StoreError::Corrupt {
+                path: dir.to_path_buf(),
+                what: "not a run directory (no manifest.json)".into(),
+            });
+        }
+        let manifest: RunManifest = read_json(&manifest_path)?;
+        let metrics_path = dir.join("metrics.json");
+        let metrics = if metrics_path.is_file() {
+            Some(read_json::<RunMetrics>(&metrics_path)?)
+        } else {
+            None
+        };
+        Ok(StoredRun {
+            dir: dir.to_path_buf(),
+            manifest,
+            metrics,
+        })
     }
 }
 
