@@ -18,6 +18,7 @@ fn core_tasks_load_in_full_with_lm_eval_shaped_prompts() {
     let set = TaskSet::builtin();
     let expected = [
         ("arc_easy", 2376),
+        ("boolq", 3270),
         ("arc_challenge", 1172),
         ("hellaswag", 10042),
         ("piqa", 1838),
