@@ -15,4 +15,5 @@ mod errors;
 mod hub;
 mod laws;
 mod real_models;
+mod report;
 mod tasks;

@@ -83,15 +83,30 @@ pub enum Command {
     Density(DensityArgs),
     /// Density trend ln ρ = A·t + B over release dates, with the doubling time.
     Trend(TrendArgs),
-    /// Print the runs in the results store as a table.
-    Report {
-        /// Show every metric, not only the headline ones.
-        #[arg(long)]
-        all: bool,
-        /// Show only these metrics (repeatable), e.g. `--metric bits_per_byte`.
-        #[arg(long, conflicts_with = "all")]
-        metric: Vec<String>,
-    },
+    /// Print the runs in the results store as a table; with `--html`/`--md`, write a report
+    /// with plots (loss→error, scaling, density trend, throughput, quality frontier, tasks).
+    Report(ReportArgs),
+}
+
+/// `lmdensity report` options.
+#[derive(Debug, Args, Clone)]
+pub struct ReportArgs {
+    /// Show every metric, not only the headline ones.
+    #[arg(long)]
+    pub all: bool,
+    /// Show only these metrics (repeatable), e.g. `--metric bits_per_byte`.
+    #[arg(long, conflicts_with = "all")]
+    pub metric: Vec<String>,
+    /// Write a self-contained HTML report (inline SVG plots, no network fetches) to this file.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
+    /// Write the report as Markdown (`DIR/report.md`) with PNG and SVG plots in `DIR/figures/`.
+    #[arg(long, value_name = "DIR")]
+    pub md: Option<PathBuf>,
+    /// Also read runs and analyses from this results store (repeatable); the report covers
+    /// `--results-dir` and every `--include`.
+    #[arg(long, value_name = "DIR")]
+    pub include: Vec<PathBuf>,
 }
 
 /// Which model to load.

@@ -113,14 +113,18 @@ pub fn run() -> Result<ExitCode> {
             crate::bench::bench(&cli, args)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Report { all, metric } => {
+        Command::Report(args) => {
+            if args.html.is_some() || args.md.is_some() {
+                crate::report::write_reports(&cli, args)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let runs = ResultsStore::new(&cli.results_dir).runs()?;
             if runs.is_empty() {
                 println!("no runs in {}", cli.results_dir.display());
             } else {
-                let filter = match (*all, metric.is_empty()) {
+                let filter = match (args.all, args.metric.is_empty()) {
                     (true, _) => MetricFilter::All,
-                    (false, false) => MetricFilter::Only(metric.clone()),
+                    (false, false) => MetricFilter::Only(args.metric.clone()),
                     (false, true) => MetricFilter::Headline,
                 };
                 print_table(&runs, &filter);

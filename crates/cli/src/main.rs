@@ -8,6 +8,7 @@ mod cli;
 mod commands;
 mod compare;
 mod evaluate;
+mod report;
 
 use std::process::ExitCode;
 

@@ -230,6 +230,58 @@ pub struct LeaveOneOut {
     pub predictions: Vec<HeldOutPrediction>,
 }
 
+/// One point of a fitted curve with its pointwise bootstrap percentile interval.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BandPoint {
+    /// The input.
+    pub x: f64,
+    /// The law at `x` with the best-fit parameters.
+    pub y: f64,
+    /// Lower percentile of the law at `x` over the bootstrap parameter vectors.
+    pub low: f64,
+    /// Upper percentile.
+    pub high: f64,
+}
+
+/// Points of the band [`fit_with`] stores for one-input laws.
+pub const BAND_POINTS: usize = 81;
+
+/// The curve of a one-input `law` at `theta` over the points' range (5% margin each side),
+/// with the `confidence` percentile band of the `replicates`; `None` for several inputs or
+/// no usable replicates.
+pub fn prediction_band(
+    law: &dyn Law,
+    points: &[Point],
+    theta: &[f64],
+    replicates: &[Vec<f64>],
+    confidence: f64,
+) -> Option<Vec<BandPoint>> {
+    if law.inputs().len() != 1 || replicates.is_empty() || points.is_empty() {
+        return None;
+    }
+    let (lo, hi) = points
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), p| {
+            (a.min(p.x[0]), b.max(p.x[0]))
+        });
+    let margin = 0.05 * (hi - lo);
+    let (lo, hi) = (lo - margin, hi + margin);
+    let alpha = (1.0 - confidence) / 2.0;
+    let band = (0..BAND_POINTS)
+        .filter_map(|i| {
+            let x = lo + (hi - lo) * i as f64 / (BAND_POINTS - 1) as f64;
+            let values: Vec<f64> = replicates.iter().map(|t| law.predict(&[x], t)).collect();
+            Some(BandPoint {
+                x,
+                y: law.predict(&[x], theta),
+                low: percentile(&values, alpha)?,
+                high: percentile(&values, 1.0 - alpha)?,
+            })
+        })
+        .collect();
+    Some(band)
+}
+
 /// The result of a fit: parameters with intervals, goodness of fit, and the data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
@@ -263,6 +315,10 @@ pub struct FitReport {
     pub leave_one_out: Option<LeaveOneOut>,
     /// The points fitted.
     pub points: Vec<Point>,
+    /// For one-input laws with a bootstrap: the fitted curve and its pointwise bootstrap
+    /// percentile band over the range of the points (what a plot draws as the CI band).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub band: Option<Vec<BandPoint>>,
     /// Parameter vectors of the usable bootstrap resamples (for propagating uncertainty; not
     /// serialised: the intervals above summarise them).
     #[serde(skip)]
@@ -578,6 +634,7 @@ pub fn fit_with(
             seed: options.seed,
         }),
         leave_one_out,
+        band: prediction_band(law, points, &theta, &replicates, options.confidence),
         points: points.to_vec(),
         bootstrap_parameters: replicates,
     })
@@ -783,6 +840,46 @@ mod tests {
             slope.value
         );
         assert!(hi - lo < 0.05);
+    }
+
+    #[test]
+    fn band_spans_the_points_and_brackets_the_curve() {
+        let points: Vec<Point> = (0..12)
+            .map(|i| {
+                let noise = if i % 3 == 0 { 0.1 } else { -0.05 };
+                Point::new(
+                    format!("p{i}"),
+                    vec![i as f64],
+                    1.0 + 0.1 * i as f64 + noise,
+                )
+            })
+            .collect();
+        let options = FitOptions {
+            bootstrap: 200,
+            ..FitOptions::default()
+        };
+        let report = fit(&Line, &points, &options).expect("fits");
+        let band = report.band.expect("one input with a bootstrap has a band");
+        assert_eq!(band.len(), BAND_POINTS);
+        assert!(
+            (band[0].x - (-0.55)).abs() < 1e-12 && (band[BAND_POINTS - 1].x - 11.55).abs() < 1e-12
+        );
+        for p in &band {
+            assert!(p.low <= p.y && p.y <= p.high, "{p:?}");
+        }
+        // Wider at the ends than in the middle, as a regression band is.
+        let width = |p: &BandPoint| p.high - p.low;
+        assert!(width(&band[0]) > width(&band[BAND_POINTS / 2]));
+        let none = fit(
+            &Line,
+            &points,
+            &FitOptions {
+                bootstrap: 0,
+                ..FitOptions::default()
+            },
+        )
+        .expect("fits");
+        assert!(none.band.is_none());
     }
 
     #[test]

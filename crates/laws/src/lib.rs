@@ -16,7 +16,7 @@ pub mod reference;
 pub mod robust;
 pub mod trend;
 
-pub use fit::{fit, Bound, FitOptions, FitReport, Law, Parameter, Point, ResidualScale};
+pub use fit::{fit, BandPoint, Bound, FitOptions, FitReport, Law, Parameter, Point, ResidualScale};
 
 /// Why a law could not be fitted or used.
 #[derive(Debug, thiserror::Error)]
