@@ -69,6 +69,23 @@ fn task_scores(data: &Collected) -> BTreeMap<(String, String), (f64, Option<f64>
 
 fn task_accuracy(data: &Collected) -> Figure {
     let scores = task_scores(data);
+    // How each model's runs were done (`0-shot validation`, `0-shot test, first 500`).
+    let mut protocols: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for ((model, _), run) in latest_by(data.complete("task"), task_name) {
+        protocols
+            .entry(model)
+            .or_default()
+            .insert(setting(run, "mode"));
+    }
+    let protocol_text: Vec<String> = protocols
+        .iter()
+        .map(|(model, modes)| {
+            format!(
+                "{model}: {}",
+                modes.iter().cloned().collect::<Vec<_>>().join("; ")
+            )
+        })
+        .collect();
     let mut models: Vec<String> = Vec::new();
     let mut tasks: Vec<String> = Vec::new();
     for (model, task) in scores.keys() {
@@ -102,11 +119,17 @@ fn task_accuracy(data: &Collected) -> Figure {
     Figure {
         id: "task-accuracy",
         title: "Accuracy per task".into(),
-        caption: "Fraction of items whose gold choice has the highest summed log-likelihood \
-                  (lm-evaluation-harness `acc`), from each model's latest complete `eval` run per \
-                  task; whiskers are ± one binomial standard error. A missing bar means that task \
-                  was not run for that model."
-            .into(),
+        caption: format!(
+            "Fraction of items whose gold choice has the highest summed log-likelihood \
+             (lm-evaluation-harness `acc`), from each model's latest complete `eval` run per \
+             task; whiskers are ± one binomial standard error. A missing bar means that task was \
+             not run for that model. Protocols: {}.",
+            if protocol_text.is_empty() {
+                "—".to_string()
+            } else {
+                protocol_text.join(" · ")
+            }
+        ),
         chart,
     }
 }
