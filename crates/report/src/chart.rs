@@ -310,9 +310,10 @@ impl<E: std::error::Error + Send + Sync> From<DrawingAreaErrorKind<E>> for DrawF
     }
 }
 
-/// Every value a series puts on the axes (x, then y), intervals and bands included.
-fn extent(series: &[Series]) -> (Vec<f64>, Vec<f64>) {
-    let (mut xs, mut ys) = (Vec::new(), Vec::new());
+/// Every value a series puts on the axes: x, y of points (intervals included) and lines, and
+/// y of bands separately (see [`cap_band`]).
+fn extent(series: &[Series]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+    let (mut xs, mut ys, mut band) = (Vec::new(), Vec::new(), Vec::new());
     for s in series {
         match &s.layer {
             Layer::Points(points) => {
@@ -333,12 +334,42 @@ fn extent(series: &[Series]) -> (Vec<f64>, Vec<f64>) {
             Layer::Band(points) => {
                 for &(x, lo, hi) in points {
                     xs.push(x);
-                    ys.extend([lo, hi]);
+                    band.extend([lo, hi]);
                 }
             }
         }
     }
-    (xs, ys)
+    (xs, ys, band)
+}
+
+/// Band values limited to half the data's span beyond the data (in plotting space, so decades
+/// on log axes): a wide bootstrap band (a weakly determined trend) then runs off the plot
+/// instead of squashing the data into a corner.
+fn cap_band(data: &[f64], band: &[f64], scale: Scale) -> Vec<f64> {
+    let t = |v: f64| if scale == Scale::Log { v.log10() } else { v };
+    let inv = |v: f64| {
+        if scale == Scale::Log {
+            10f64.powf(v)
+        } else {
+            v
+        }
+    };
+    let usable: Vec<f64> = data
+        .iter()
+        .map(|v| t(*v))
+        .filter(|v| v.is_finite())
+        .collect();
+    if usable.is_empty() {
+        return band.to_vec();
+    }
+    let lo = usable.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = usable.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let reach = 0.5 * (hi - lo).max(if scale == Scale::Log { 0.3 } else { 1e-9 });
+    band.iter()
+        .map(|v| t(*v))
+        .filter(|v| v.is_finite())
+        .map(|v| inv(v.clamp(lo - reach, hi + reach)))
+        .collect()
 }
 
 /// The axis range covering `values` with a margin: 6% of the span on linear axes, a fraction
@@ -581,9 +612,11 @@ fn draw_xy<DB: DrawingBackend>(
     chart: &XyChart,
     root: &DrawingArea<DB, Shift>,
 ) -> Result<(), DrawFailure> {
-    let (xs, ys) = extent(&chart.series);
+    let (xs, mut ys, band) = extent(&chart.series);
+    ys.extend(cap_band(&ys, &band, chart.y.scale));
     let (x_axis, x_step) = ticked_axis(&xs, &chart.x).ok_or(DrawFailure::Empty)?;
     let (y_axis, y_step) = ticked_axis(&ys, &chart.y).ok_or(DrawFailure::Empty)?;
+    let y_range = y_axis.range.clone();
     let tx = |v: f64| match chart.x.scale {
         Scale::Linear => v,
         Scale::Log => v.log10(),
@@ -617,18 +650,21 @@ fn draw_xy<DB: DrawingBackend>(
         let c = colour(s.colour);
         let named = !s.name.is_empty();
         match &s.layer {
+            Layer::Band(points) if points.is_empty() => {}
             Layer::Band(points) => {
+                // Clamped to the axis: the band's part inside the plot, nothing over the labels.
+                let clamp = |v: f64| v.clamp(y_range.start, y_range.end);
                 let mut outline: Vec<(f64, f64)> = points
                     .iter()
                     .filter(|p| visible(p.0, p.1))
-                    .map(|p| (tx(p.0), ty(p.1)))
+                    .map(|p| (tx(p.0), clamp(ty(p.1))))
                     .collect();
                 outline.extend(
                     points
                         .iter()
                         .rev()
                         .filter(|p| visible(p.0, p.2))
-                        .map(|p| (tx(p.0), ty(p.2))),
+                        .map(|p| (tx(p.0), clamp(ty(p.2)))),
                 );
                 let drawn = ctx.draw_series(std::iter::once(Polygon::new(outline, c.mix(0.18))))?;
                 if named {
@@ -957,6 +993,14 @@ mod tests {
             let d = epoch.checked_add_days(Days::new(*v as u64)).expect("date");
             assert_eq!(d.day(), 1);
         }
+    }
+
+    #[test]
+    fn wide_bands_are_capped_at_half_the_data_span() {
+        let capped = cap_band(&[1.0, 2.0], &[0.5, 1e6], Scale::Linear);
+        assert_eq!(capped, vec![0.5, 2.5]);
+        let capped = cap_band(&[1.0, 10.0], &[1e6], Scale::Log);
+        assert!((capped[0] - 10f64.powf(1.5)).abs() < 1e-9, "{capped:?}");
     }
 
     #[test]

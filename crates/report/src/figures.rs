@@ -425,7 +425,8 @@ fn density_trend(data: &Collected) -> Figure {
         caption: "Density ρ = N̂/N per model (N̂ from the Pythia reference family's \
                   score-to-size fit; whiskers = 95% bootstrap interval) against release date, log \
                   scale; lines: ln ρ = A·t + B fitted to every model and to the densest model per \
-                  date (envelope), with the doubling time ln 2 / A in the legend."
+                  date (envelope), with the doubling time ln 2 / A in the legend; shaded: the \
+                  all-models fit's 95% pointwise bootstrap band."
             .into(),
         chart,
     }
@@ -490,6 +491,20 @@ fn trend_chart(result: &Value) -> Result<Chart, String> {
             ..Axis::log("")
         },
         series: vec![
+            Series {
+                name: "all models: 95% bootstrap band".into(),
+                colour: 0,
+                layer: Layer::Band(
+                    trend
+                        .all_models
+                        .fit
+                        .band
+                        .iter()
+                        .flatten()
+                        .map(|p| (p.x, p.low.exp(), p.high.exp()))
+                        .collect(),
+                ),
+            },
             Series {
                 name: format!(
                     "all models: {}",
