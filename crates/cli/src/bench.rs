@@ -97,6 +97,9 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
         batch_size: 512,
         gpu_layers: args.gpu_layers,
         no_mmap: args.no_mmap,
+        backend: None,
+        dtype: crate::cli::DtypeChoice::F32,
+        tokenizer: None,
     };
     // The process's RSS is sampled from before loading to the end.
     // Every 100 ms: a sampler thread waking every 5 ms cost SmolLM2's tg128 10-20% on 2 cores.
@@ -126,7 +129,10 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
     let tests = sweep
         .validate(cpus, info.n_ctx_train as u64)
         .with_context(|| engine.resolved.weights().display().to_string())?;
-    let traffic = roofline::weight_traffic(&engine.header);
+    let (Some(llama), Some(header)) = (engine.model.llama_cpp(), engine.header.as_ref()) else {
+        bail!("bench measures llama.cpp contexts; candle is not benchmarked yet");
+    };
+    let traffic = roofline::weight_traffic(header);
 
     let mut bandwidths: BTreeMap<u32, Bandwidth> = BTreeMap::new();
     if !args.no_roofline {
@@ -191,7 +197,7 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
     let started = Instant::now();
     let mut records = Vec::new();
     for test in &tests {
-        let mut bench_ctx = engine.model.bench_context(&BenchContextConfig {
+        let mut bench_ctx = llama.bench_context(&BenchContextConfig {
             n_ctx: u32::try_from(test.n_ctx()).context("context too large")?,
             n_batch: test.n_batch,
             n_ubatch: test.n_ubatch,

@@ -86,6 +86,10 @@ pub enum Command {
     /// Print the runs in the results store as a table; with `--html`/`--md`, write a report
     /// with plots (loss→error, scaling, density trend, throughput, quality frontier, tasks).
     Report(ReportArgs),
+    /// Dequantize a GGUF into an HF-format directory (config.json, model.safetensors,
+    /// tokenizer.json) that candle runs at full precision; the directory records what it was
+    /// dequantized from, and every run on it says so.
+    Convert(ConvertArgs),
 }
 
 /// `lmdensity report` options.
@@ -115,9 +119,21 @@ pub struct ModelArgs {
     /// Registry model id (see `lmdensity models`).
     #[arg(long, short, conflicts_with = "model_path")]
     pub model: Option<String>,
-    /// A local GGUF file to measure instead of a registry model.
+    /// A local GGUF file, or an HF-format directory (config.json, *.safetensors,
+    /// tokenizer.json; runs on candle), to measure instead of a registry model.
     #[arg(long)]
     pub model_path: Option<PathBuf>,
+    /// Engine: llama.cpp (GGUF; the default for GGUF files) or candle (GGUF with candle's
+    /// quantized kernels; HF directories always run on candle).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// Dtype candle holds an HF directory's matrices in (activations stay f32).
+    #[arg(long, value_enum, default_value = "f32")]
+    pub dtype: DtypeChoice,
+    /// tokenizer.json for candle on a GGUF (default: the registry's, else rebuilt from the
+    /// GGUF's vocabulary, which works for byte-level BPE vocabularies only).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// CPU threads (default: all logical CPUs).
     #[arg(long, short)]
     pub threads: Option<u32>,
@@ -130,6 +146,39 @@ pub struct ModelArgs {
     /// Read the weights into memory instead of memory-mapping the file.
     #[arg(long)]
     pub no_mmap: bool,
+}
+
+/// Arguments of `convert`.
+#[derive(Debug, Args, Clone)]
+pub struct ConvertArgs {
+    /// The GGUF (`--model`/`--model-path`); `--dtype` is the stored dtype, `--tokenizer` the
+    /// tokenizer.json to ship (default: the registry's, else rebuilt from the GGUF).
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Output directory (created; must not hold a model).
+    #[arg(long, short)]
+    pub out: PathBuf,
+}
+
+/// Engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendChoice {
+    /// llama.cpp through llama-cpp-2.
+    #[value(name = "llama.cpp", alias = "llamacpp")]
+    LlamaCpp,
+    /// candle.
+    Candle,
+}
+
+/// Dtypes of dense weights on candle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DtypeChoice {
+    /// 32-bit float.
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
 }
 
 /// Perplexity semantics.

@@ -7,18 +7,17 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use lmdensity_core::hardware::Hardware;
-use lmdensity_core::schema::{BackendRecord, ModelRecord, RunManifest, SoftwareRecord};
+use lmdensity_core::schema::{RunManifest, SoftwareRecord};
 use lmdensity_core::store::{resume_key, StoredRun};
 use lmdensity_core::{progress, ResultsStore, RunHandle, RunMetrics, SCHEMA_VERSION};
 use lmdensity_eval::{corpus, perplexity, PerplexityMode};
-use lmdensity_hub::{gguf, Fetcher, Registry, ResolvedModel};
-use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
+use lmdensity_hub::{Fetcher, Registry};
 use serde_json::json;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use crate::cli::{Cli, Command, Mode, ModelArgs, PplArgs};
+use crate::cli::{Cli, Command, Mode, PplArgs};
+pub(crate) use crate::engine::{load_engine, load_engine_with, Engine};
 
 /// The registry compiled into the binary, used when no models.toml is found.
 const BUILTIN_REGISTRY: &str = include_str!("../../../models.toml");
@@ -113,6 +112,10 @@ pub fn run() -> Result<ExitCode> {
             crate::bench::bench(&cli, args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Convert(args) => {
+            crate::engine::convert(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report(args) => {
             if args.html.is_some() || args.md.is_some() {
                 crate::report::write_reports(&cli, args)?;
@@ -145,110 +148,6 @@ pub(crate) fn load_registry(cli: &Cli) -> Result<Registry> {
             Path::new("<built-in models.toml>"),
         )?),
     }
-}
-
-/// The model to load: a registry entry resolved through the fetcher, or a local path.
-fn resolve_model(cli: &Cli, args: &ModelArgs) -> Result<ResolvedModel> {
-    let fetcher = Fetcher::from_env(cli.quiet);
-    if let Some(path) = &args.model_path {
-        return Ok(fetcher.resolve_path(path)?);
-    }
-    let registry = load_registry(cli)?;
-    let id = args
-        .model
-        .clone()
-        .unwrap_or_else(|| registry.default_model.clone());
-    let entry = registry.get(&id)?;
-    if entry.format != "gguf" {
-        bail!(
-            "model `{id}` is {} weights; this build measures GGUF files with llama.cpp (the candle backend for safetensors is not built yet)",
-            entry.format
-        );
-    }
-    Ok(fetcher.resolve(entry, &registry.base_dir())?)
-}
-
-/// A loaded engine and the records every run manifest needs.
-pub(crate) struct Engine {
-    pub resolved: ResolvedModel,
-    pub hardware: Hardware,
-    pub config: LlamaCppConfig,
-    pub model: LlamaCppModel,
-    pub record: ModelRecord,
-    /// The checked GGUF header.
-    pub header: gguf::GgufFile,
-    /// Time llama.cpp took to load the weights, seconds.
-    pub load_s: f64,
-}
-
-/// Resolves, checks and loads the model `args` name.
-pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
-    load_engine_with(cli, args, |_, _, _| Ok(()))
-}
-
-/// As [`load_engine`], with `check` run on the weights' path, header and the machine before
-/// anything is loaded.
-pub(crate) fn load_engine_with(
-    cli: &Cli,
-    args: &ModelArgs,
-    check: impl FnOnce(&Path, &gguf::GgufFile, &Hardware) -> Result<()>,
-) -> Result<Engine> {
-    let resolved = resolve_model(cli, args)?;
-    let weights = resolved.weights().to_path_buf();
-    let header = gguf::read(&weights)?;
-    let hardware = Hardware::detect();
-    check(&weights, &header, &hardware)?;
-    if hardware.ram_available_bytes > 0 && header.file_bytes > hardware.ram_available_bytes {
-        bail!(
-            "{}: {:.2} GiB of weights exceed the {:.2} GiB of memory available",
-            weights.display(),
-            header.file_bytes as f64 / (1u64 << 30) as f64,
-            hardware.ram_available_bytes as f64 / (1u64 << 30) as f64
-        );
-    }
-    let threads = match args.threads {
-        Some(0) => bail!("--threads must be at least 1"),
-        Some(t) if t as usize > hardware.cpu_threads => bail!(
-            "--threads {t} exceeds the {} logical CPUs of this machine",
-            hardware.cpu_threads
-        ),
-        Some(t) => t,
-        None => hardware.cpu_threads as u32,
-    };
-    if args.batch_size == 0 {
-        bail!("--batch-size must be at least 1");
-    }
-    let config = LlamaCppConfig {
-        threads,
-        batch_size: args.batch_size,
-        gpu_layers: args.gpu_layers,
-        verbose: cli.verbose,
-        use_mmap: !args.no_mmap,
-    };
-    let started = std::time::Instant::now();
-    let model = LlamaCppModel::load(&weights, config.clone())?;
-    let load_s = started.elapsed().as_secs_f64();
-    let record = ModelRecord {
-        id: resolved.id.clone(),
-        path: weights.display().to_string(),
-        sha256: resolved.sha256[0].clone(),
-        file_bytes: header.file_bytes,
-        format: "gguf".into(),
-        quantization: header.quantization(),
-        architecture: header.architecture().to_string(),
-        n_params: model.info().n_params,
-        n_vocab: model.info().n_vocab as u64,
-        n_ctx_train: model.info().n_ctx_train as u64,
-    };
-    Ok(Engine {
-        resolved,
-        hardware,
-        config,
-        model,
-        record,
-        header,
-        load_s,
-    })
 }
 
 fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
@@ -304,7 +203,7 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         .collect();
         let key = resume_key(&json!({
             "model_sha256": model_record.sha256,
-            "backend": "llama.cpp",
+            "backend": engine.backend_label(),
             "kind": "perplexity",
             "settings": settings,
         }));
@@ -318,7 +217,7 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         let result = with_progress(
             &format!("{} {} ({})", resolved.id, corpus.name, mode.name()),
             "tokens",
-            |on_progress| perplexity::run(&mut session, &corpus, mode, &mut handle, on_progress),
+            |on_progress| perplexity::run(session.as_mut(), &corpus, mode, &mut handle, on_progress),
         );
         finished.push(finish_run(&handle, result, "perplexity run", "windows")?);
     }
@@ -418,40 +317,28 @@ pub(crate) fn run_manifest(
         &key[..8]
     );
     settings.insert("model_source".into(), json!(engine.resolved.source));
-    let config = &engine.config;
     RunManifest {
         schema_version: SCHEMA_VERSION,
         run_id,
         kind: kind.into(),
         started_at: now.to_rfc3339(),
         model: engine.record.clone(),
-        backend: BackendRecord {
-            name: "llama.cpp".into(),
-            version: format!("llama-cpp-2 {}", lmdensity_llamacpp::LLAMA_CPP_2_VERSION),
-            device: if config.gpu_layers > 0 && lmdensity_llamacpp::supports_gpu_offload() {
-                "cuda".into()
-            } else {
-                "cpu".into()
-            },
-            threads: config.threads,
-            build_features: lmdensity_llamacpp::build_features(),
-            settings: [
-                ("batch_size".to_string(), json!(config.batch_size)),
-                ("gpu_layers".to_string(), json!(config.gpu_layers)),
-                ("use_mmap".to_string(), json!(config.use_mmap)),
-            ]
-            .into_iter()
-            .collect(),
-        },
+        backend: engine.backend_record(),
         hardware: engine.hardware.clone(),
         software: SoftwareRecord {
             lmdensity_version: env!("CARGO_PKG_VERSION").into(),
             git_revision: env!("LMDENSITY_GIT_REVISION").into(),
             target_features: env!("LMDENSITY_TARGET_FEATURES").into(),
-            crate_versions: [(
-                "llama-cpp-2".to_string(),
-                lmdensity_llamacpp::LLAMA_CPP_2_VERSION.to_string(),
-            )]
+            crate_versions: [
+                (
+                    "llama-cpp-2".to_string(),
+                    lmdensity_llamacpp::LLAMA_CPP_2_VERSION.to_string(),
+                ),
+                (
+                    "candle-core".to_string(),
+                    lmdensity_candle::CANDLE_VERSION.to_string(),
+                ),
+            ]
             .into_iter()
             .collect(),
         },

