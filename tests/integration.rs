@@ -7,6 +7,7 @@
 mod util;
 
 mod bench;
+mod candle;
 mod cli;
 mod compare;
 mod corpora;

@@ -116,7 +116,9 @@ impl DecoderConfig {
         let key = |k: &str| format!("{arch_name}.{k}");
         let uint = |k: &str| -> Result<usize, String> {
             let full = key(k);
-            let v = md.get(&full).ok_or_else(|| format!("no {full} in the metadata"))?;
+            let v = md
+                .get(&full)
+                .ok_or_else(|| format!("no {full} in the metadata"))?;
             v.to_u32()
                 .map(|x| x as usize)
                 .or_else(|_| v.to_u64().map(|x| x as usize))
@@ -346,7 +348,10 @@ impl DecoderConfig {
             ));
         }
         if self.head_dim % 2 != 0 {
-            return Err(format!("head_dim {} is odd: RoPE needs pairs", self.head_dim));
+            return Err(format!(
+                "head_dim {} is odd: RoPE needs pairs",
+                self.head_dim
+            ));
         }
         Ok(())
     }

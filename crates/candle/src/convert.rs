@@ -94,7 +94,10 @@ pub fn gguf_to_hf(
     }
     let mut source = WeightSource::gguf(gguf)?;
     let names = source.names();
-    let WeightSource::Gguf { content, reader, .. } = &mut source else {
+    let WeightSource::Gguf {
+        content, reader, ..
+    } = &mut source
+    else {
         return Err("internal: not a GGUF".into());
     };
     let config = DecoderConfig::from_gguf(content, gguf)?;

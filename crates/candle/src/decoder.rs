@@ -359,12 +359,18 @@ mod tests {
 
     #[test]
     fn masks_are_causal_and_slide() {
-        let m = mask(3, 2, None).expect("mask").to_vec2::<f32>().expect("vec");
+        let m = mask(3, 2, None)
+            .expect("mask")
+            .to_vec2::<f32>()
+            .expect("vec");
         assert_eq!(m[0][..3], [0.0, 0.0, 0.0]);
         assert!(m[0][3].is_infinite() && m[0][4].is_infinite());
         assert_eq!(m[2], [0.0; 5]);
         // Window 2: query 4 sees keys 3 and 4 only.
-        let w = mask(3, 2, Some(2)).expect("mask").to_vec2::<f32>().expect("vec");
+        let w = mask(3, 2, Some(2))
+            .expect("mask")
+            .to_vec2::<f32>()
+            .expect("vec");
         assert_eq!(
             w[2].iter().map(|v| v.is_finite()).collect::<Vec<_>>(),
             [false, false, false, true, true]

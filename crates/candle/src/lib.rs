@@ -8,6 +8,7 @@
 //! RoPE tables for 131,072 positions. Tokenization is `lmdensity-tokenizer`'s, whose ids equal
 //! llama.cpp's on the registry models.
 
+pub mod bench;
 pub mod config;
 pub mod convert;
 pub mod decoder;
@@ -121,8 +122,16 @@ impl CandleModel {
             .values()
             .map(|t| t.shape.elem_count() as u64)
             .sum();
-        let decoder = Decoder::load(decoder_config, &mut source).map_err(|e| load_error(path, e))?;
-        Self::finish(decoder, tokenizer, n_params, Precision::Quantized, path, config)
+        let decoder =
+            Decoder::load(decoder_config, &mut source).map_err(|e| load_error(path, e))?;
+        Self::finish(
+            decoder,
+            tokenizer,
+            n_params,
+            Precision::Quantized,
+            path,
+            config,
+        )
     }
 
     /// Loads an HF-format directory: `config.json`, `*.safetensors`, `tokenizer.json`
@@ -152,7 +161,14 @@ impl CandleModel {
             WeightSource::Gguf { .. } => 0,
         };
         let decoder = Decoder::load(decoder_config, &mut source).map_err(|e| load_error(dir, e))?;
-        Self::finish(decoder, tokenizer, n_params, Precision::Dense(dtype), dir, config)
+        Self::finish(
+            decoder,
+            tokenizer,
+            n_params,
+            Precision::Dense(dtype),
+            dir,
+            config,
+        )
     }
 
     fn finish(
@@ -234,10 +250,13 @@ impl CandleModel {
 
     /// Tokenizes `text`; with `add_special`, BOS when the model's tokenizer adds it.
     pub fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, BackendError> {
-        let ids = self.tokenizer.encode(text).map_err(|e| BackendError::Engine {
-            op: "tokenize",
-            reason: e.to_string(),
-        })?;
+        let ids = self
+            .tokenizer
+            .encode(text)
+            .map_err(|e| BackendError::Engine {
+                op: "tokenize",
+                reason: e.to_string(),
+            })?;
         let mut out = Vec::with_capacity(ids.len() + 1);
         if add_special && self.info.add_bos {
             if let Some(bos) = self.info.bos {
@@ -285,7 +304,11 @@ pub struct CandleSession<'m> {
 
 impl CandleSession<'_> {
     /// Scores one validated request, reusing the cached prefix it shares.
-    fn score_one(&mut self, index: usize, request: &ScoreRequest) -> Result<Vec<TokenScore>, BackendError> {
+    fn score_one(
+        &mut self,
+        index: usize,
+        request: &ScoreRequest,
+    ) -> Result<Vec<TokenScore>, BackendError> {
         let engine = |e: candle_core::Error| BackendError::Engine {
             op: "candle forward",
             reason: e.to_string(),
@@ -362,5 +385,276 @@ impl LanguageModel for CandleSession<'_> {
             .enumerate()
             .map(|(i, r)| self.score_one(i, r))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Tiny generated checkpoints (random weights): they test loading, error reporting and the
+    //! cache logic, never numbers about real models (tests/candle.rs does that).
+
+    use std::collections::HashMap;
+    use std::path::Path;
+
+    use candle_core::{Device, Tensor};
+    use lmdensity_backend::{LanguageModel, ScoreRequest};
+
+    use super::*;
+
+    const WORDS: [&str; 8] = ["<unk>", "a", "b", "c", "d", "e", "f", "g"];
+
+    fn tokenizer_json(words: &[&str]) -> String {
+        let vocab: Vec<String> = words
+            .iter()
+            .enumerate()
+            .map(|(i, w)| format!("\"{w}\": {i}"))
+            .collect();
+        format!(
+            r#"{{"version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+                "normalizer": null, "pre_tokenizer": {{"type": "Whitespace"}},
+                "post_processor": null, "decoder": null,
+                "model": {{"type": "WordLevel", "vocab": {{{}}}, "unk_token": "<unk>"}}}}"#,
+            vocab.join(", ")
+        )
+    }
+
+    /// Writes a tiny `model_type` checkpoint into `dir`; `edit` may change tensors first.
+    fn tiny(dir: &Path, model_type: &str, edit: impl FnOnce(&mut HashMap<String, Tensor>)) {
+        let gemma = model_type == "gemma3_text";
+        let (h, nh, nkv, hd, inter, v) = (8usize, 2usize, 1usize, 4usize, 16usize, 8usize);
+        let mut config = serde_json::json!({
+            "model_type": model_type, "hidden_size": h, "num_attention_heads": nh,
+            "num_key_value_heads": nkv, "head_dim": hd, "intermediate_size": inter,
+            "num_hidden_layers": 2, "vocab_size": v, "max_position_embeddings": 64,
+            "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "bos_token_id": 1,
+        });
+        if gemma {
+            config["sliding_window"] = 2.into();
+            config["sliding_window_pattern"] = 2.into();
+            config["query_pre_attn_scalar"] = hd.into();
+        }
+        let mut seed = 7u64;
+        let mut random = |shape: &[usize]| {
+            let n: usize = shape.iter().product();
+            let data: Vec<f32> = (0..n)
+                .map(|_| {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    ((seed >> 40) as f32 / (1u64 << 24) as f32 - 0.5) * 0.8
+                })
+                .collect();
+            Tensor::from_vec(data, shape, &Device::Cpu).expect("tensor")
+        };
+        let mut tensors = HashMap::new();
+        tensors.insert("model.embed_tokens.weight".to_string(), random(&[v, h]));
+        tensors.insert("model.norm.weight".to_string(), random(&[h]));
+        for l in 0..2 {
+            let p = |s: &str| format!("model.layers.{l}.{s}.weight");
+            for (name, shape) in [
+                ("input_layernorm", vec![h]),
+                ("post_attention_layernorm", vec![h]),
+                ("self_attn.q_proj", vec![nh * hd, h]),
+                ("self_attn.k_proj", vec![nkv * hd, h]),
+                ("self_attn.v_proj", vec![nkv * hd, h]),
+                ("self_attn.o_proj", vec![h, nh * hd]),
+                ("mlp.gate_proj", vec![inter, h]),
+                ("mlp.up_proj", vec![inter, h]),
+                ("mlp.down_proj", vec![h, inter]),
+            ] {
+                tensors.insert(p(name), random(&shape));
+            }
+            if gemma {
+                for (name, len) in [
+                    ("self_attn.q_norm", hd),
+                    ("self_attn.k_norm", hd),
+                    ("pre_feedforward_layernorm", h),
+                    ("post_feedforward_layernorm", h),
+                ] {
+                    tensors.insert(p(name), random(&[len]));
+                }
+            }
+            if model_type == "qwen2" {
+                for (name, len) in [
+                    ("q_proj", nh * hd),
+                    ("k_proj", nkv * hd),
+                    ("v_proj", nkv * hd),
+                ] {
+                    tensors.insert(
+                        format!("model.layers.{l}.self_attn.{name}.bias"),
+                        random(&[len]),
+                    );
+                }
+            }
+        }
+        edit(&mut tensors);
+        std::fs::create_dir_all(dir).expect("dir");
+        candle_core::safetensors::save(&tensors, dir.join("model.safetensors")).expect("save");
+        std::fs::write(dir.join("config.json"), config.to_string()).expect("config");
+        std::fs::write(dir.join("tokenizer.json"), tokenizer_json(&WORDS)).expect("tokenizer");
+    }
+
+    fn load(dir: &Path, batch_size: usize) -> Result<CandleModel, BackendError> {
+        CandleModel::load_dir(
+            dir,
+            DType::F32,
+            CandleConfig {
+                threads: 1,
+                batch_size,
+            },
+        )
+    }
+
+    fn error_text(dir: &Path) -> String {
+        match load(dir, 4) {
+            Ok(_) => panic!("{} loaded", dir.display()),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn distributions_sum_to_one_and_cache_reuse_equals_fresh_sessions() {
+        for model_type in ["llama", "qwen2", "gemma3_text"] {
+            let tmp = tempfile::tempdir().expect("tmp");
+            tiny(tmp.path(), model_type, |_| {});
+            let model = load(tmp.path(), 16).expect("load");
+            let tokens = model
+                .tokenize("a b c d e f g a b", false)
+                .expect("tokenize");
+            assert_eq!(tokens, [1, 2, 3, 4, 5, 6, 7, 1, 2]);
+            // Every continuation of one prefix: probabilities sum to 1.
+            let mut session = model.session(32).expect("session");
+            let requests: Vec<ScoreRequest> = (0..8)
+                .map(|next| {
+                    let mut t = tokens[..6].to_vec();
+                    t.push(next);
+                    ScoreRequest {
+                        tokens: t,
+                        score_from: 6,
+                    }
+                })
+                .collect();
+            let total: f64 = session
+                .score(&requests)
+                .expect("score")
+                .iter()
+                .map(|s| s[0].logprob.exp())
+                .sum();
+            assert!((total - 1.0).abs() < 1e-5, "{model_type}: {total}");
+            // Reusing a cached prefix, or running in chunks of 2 (Gemma's window is 2), gives
+            // what a fresh session running everything at once gives.
+            let whole = ScoreRequest {
+                tokens: tokens.clone(),
+                score_from: 1,
+            };
+            let tail = ScoreRequest {
+                tokens: tokens.clone(),
+                score_from: 5,
+            };
+            let fresh = |batch: usize| {
+                let m = load(tmp.path(), batch).expect("load");
+                let mut s = m.session(32).expect("session");
+                s.score(std::slice::from_ref(&whole)).expect("score")[0].clone()
+            };
+            let reference = fresh(16);
+            assert_eq!(reference.len(), 8);
+            let chunked = fresh(2);
+            let reused = session.score(&[whole.clone(), tail]).expect("score");
+            for (i, r) in reference.iter().enumerate() {
+                assert!(
+                    (r.logprob - chunked[i].logprob).abs() < 1e-5,
+                    "{model_type} chunked {i}"
+                );
+                assert!(
+                    (r.logprob - reused[0][i].logprob).abs() < 1e-5,
+                    "{model_type} reused {i}"
+                );
+            }
+            for (i, r) in reused[1].iter().enumerate() {
+                assert!(
+                    (r.logprob - reference[4 + i].logprob).abs() < 1e-5,
+                    "{model_type} tail {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn bad_checkpoints_are_refused_naming_the_file_and_what_is_wrong() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let dir = tmp.path().join("mamba");
+        tiny(&dir, "llama", |_| {});
+        let config = std::fs::read_to_string(dir.join("config.json")).expect("read");
+        std::fs::write(
+            dir.join("config.json"),
+            config.replace("\"llama\"", "\"mamba\""),
+        )
+        .expect("write");
+        let e = error_text(&dir);
+        assert!(
+            e.contains("config.json")
+                && e.contains("`mamba`")
+                && e.contains("supported: llama, qwen2, gemma3"),
+            "{e}"
+        );
+
+        let dir = tmp.path().join("missing");
+        tiny(&dir, "llama", |t| {
+            t.remove("model.layers.1.mlp.up_proj.weight");
+        });
+        let e = error_text(&dir);
+        assert!(
+            e.contains("missing tensor model.layers.1.mlp.up_proj.weight") && e.contains("missing"),
+            "{e}"
+        );
+
+        let dir = tmp.path().join("shape");
+        tiny(&dir, "llama", |t| {
+            let bad = Tensor::zeros((15, 8), DType::F32, &Device::Cpu).expect("zeros");
+            t.insert("model.layers.0.mlp.gate_proj.weight".into(), bad);
+        });
+        let e = error_text(&dir);
+        assert!(
+            e.contains("model.layers.0.mlp.gate_proj.weight has shape [15, 8]")
+                && e.contains("[16, 8]")
+                && e.contains("model.safetensors"),
+            "{e}"
+        );
+
+        let dir = tmp.path().join("vocab");
+        tiny(&dir, "llama", |_| {});
+        let many: Vec<String> = (0..20).map(|i| format!("w{i}")).collect();
+        let words: Vec<&str> = std::iter::once("<unk>")
+            .chain(many.iter().map(String::as_str))
+            .collect();
+        std::fs::write(dir.join("tokenizer.json"), tokenizer_json(&words)).expect("write");
+        let e = error_text(&dir);
+        assert!(
+            e.contains("tokenizer has 21 tokens") && e.contains("wrong tokenizer"),
+            "{e}"
+        );
+
+        let dir = tmp.path().join("header");
+        tiny(&dir, "llama", |_| {});
+        let path = dir.join("model.safetensors");
+        let mut bytes = std::fs::read(&path).expect("read");
+        bytes[8..16].copy_from_slice(b"garbage!");
+        std::fs::write(&path, &bytes).expect("write");
+        let e = error_text(&dir);
+        assert!(
+            e.contains("model.safetensors: corrupt safetensors file"),
+            "{e}"
+        );
+
+        let dir = tmp.path().join("truncated");
+        tiny(&dir, "llama", |_| {});
+        let path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&path).expect("read");
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).expect("write");
+        let e = error_text(&dir);
+        assert!(
+            e.contains("model.safetensors: corrupt safetensors file"),
+            "{e}"
+        );
     }
 }

@@ -158,7 +158,11 @@ impl WeightSource {
     }
 
     /// Reads every `*.safetensors` file of `dir`; matrices will be converted to `dtype`.
-    pub fn safetensors(dir: &Path, architecture: Architecture, dtype: DType) -> Result<Self, String> {
+    pub fn safetensors(
+        dir: &Path,
+        architecture: Architecture,
+        dtype: DType,
+    ) -> Result<Self, String> {
         let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
             .map_err(|e| format!("{}: {e}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
@@ -172,9 +176,8 @@ impl WeightSource {
         for shard in shards {
             let bytes = std::fs::read(&shard).map_err(|e| format!("{}: {e}", shard.display()))?;
             // The safetensors crate names what is wrong with a header (length, JSON, offsets).
-            safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
-                format!("{}: corrupt safetensors file: {e}", shard.display())
-            })?;
+            safetensors::SafeTensors::deserialize(&bytes)
+                .map_err(|e| format!("{}: corrupt safetensors file: {e}", shard.display()))?;
             let loaded = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
                 .map_err(|e| format!("{}: {e}", shard.display()))?;
             for (name, t) in loaded {

@@ -5,12 +5,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use lmdensity_backend::DecodeBench;
 use lmdensity_bench::memory::{self, MemoryEstimate, RssSampler};
 use lmdensity_bench::plan::{logical_cpus, parse_pairs, parse_sizes};
 use lmdensity_bench::roofline::{self, Bandwidth};
 use lmdensity_bench::{
     render, run_test, summarize, BenchRecord, BenchTest, Format, RecordContext, Sweep, TokenSource,
 };
+use lmdensity_candle::bench::CandleBenchConfig;
 use lmdensity_core::schema::{BenchSample, Metric, RunMetrics, RunStatus, Sample};
 use lmdensity_core::store::{resume_key, write_atomic};
 use lmdensity_core::{ResultsStore, SCHEMA_VERSION};
@@ -19,6 +21,7 @@ use serde_json::json;
 
 use crate::cli::{BenchArgs, BenchFormat, Cli, ModelArgs};
 use crate::commands::{load_engine_with, run_manifest, with_progress};
+use crate::engine::LoadedModel;
 
 /// f64 elements per STREAM array: 3 × 256 MiB, far beyond any last-level cache here.
 const STREAM_ELEMENTS: usize = 32 << 20;
@@ -97,9 +100,9 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
         batch_size: 512,
         gpu_layers: args.gpu_layers,
         no_mmap: args.no_mmap,
-        backend: None,
+        backend: args.backend,
         dtype: crate::cli::DtypeChoice::F32,
-        tokenizer: None,
+        tokenizer: args.tokenizer.clone(),
     };
     // The process's RSS is sampled from before loading to the end.
     // Every 100 ms: a sampler thread waking every 5 ms cost SmolLM2's tg128 10-20% on 2 cores.
@@ -129,8 +132,8 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
     let tests = sweep
         .validate(cpus, info.n_ctx_train as u64)
         .with_context(|| engine.resolved.weights().display().to_string())?;
-    let (Some(llama), Some(header)) = (engine.model.llama_cpp(), engine.header.as_ref()) else {
-        bail!("bench measures llama.cpp contexts; candle is not benchmarked yet");
+    let Some(header) = engine.header.as_ref() else {
+        bail!("bench measures GGUF files; convert an HF directory first");
     };
     let traffic = roofline::weight_traffic(header);
 
@@ -154,7 +157,7 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
         cpu_info: engine.hardware.cpu_model.clone(),
         gpu_info: engine.hardware.gpu.clone().unwrap_or_default(),
         backends: if gpu { "CUDA".into() } else { "CPU".into() },
-        engine: "llama.cpp".into(),
+        engine: engine.backend_label(),
         model_filename: engine.resolved.weights().display().to_string(),
         model_type: format!(
             "{} {} {}",
@@ -176,6 +179,7 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
     };
 
     let settings: BTreeMap<String, serde_json::Value> = [
+        ("backend", json!(engine.backend_label())),
         (
             "tests",
             json!(tests.iter().map(BenchTest::name).collect::<Vec<_>>()),
@@ -197,18 +201,27 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
     let started = Instant::now();
     let mut records = Vec::new();
     for test in &tests {
-        let mut bench_ctx = llama.bench_context(&BenchContextConfig {
-            n_ctx: u32::try_from(test.n_ctx()).context("context too large")?,
-            n_batch: test.n_batch,
-            n_ubatch: test.n_ubatch,
-            n_seq: test.n_seq,
-            threads: test.threads,
-        })?;
+        let mut bench_ctx: Box<dyn DecodeBench + '_> = match &engine.model {
+            LoadedModel::LlamaCpp(m) => Box::new(m.bench_context(&BenchContextConfig {
+                n_ctx: u32::try_from(test.n_ctx()).context("context too large")?,
+                n_batch: test.n_batch,
+                n_ubatch: test.n_ubatch,
+                n_seq: test.n_seq,
+                threads: test.threads,
+            })?),
+            LoadedModel::Candle(m) => Box::new(m.bench_context(CandleBenchConfig {
+                n_ctx: test.n_ctx() as usize,
+                n_batch: test.n_batch as usize,
+                n_ubatch: test.n_ubatch as usize,
+                n_seq: test.n_seq as usize,
+                threads: test.threads as usize,
+            })?),
+        };
         sampler.restart();
         let kernel_peak = memory::reset_kernel_peak_rss();
         let timings = with_progress(&test.name(), "reps", |progress| {
             run_test(
-                &mut bench_ctx,
+                bench_ctx.as_mut(),
                 test,
                 &tokens,
                 args.warmup,

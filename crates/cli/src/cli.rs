@@ -440,6 +440,13 @@ pub struct BenchArgs {
     /// A local GGUF file instead of a registry model.
     #[arg(long)]
     pub model_path: Option<PathBuf>,
+    /// Engine: llama.cpp (default) or candle (its quantized kernels on the same GGUF;
+    /// sequences decoded one after another).
+    #[arg(long, value_enum)]
+    pub backend: Option<BackendChoice>,
+    /// tokenizer.json for candle (only its vocabulary size matters here).
+    #[arg(long)]
+    pub tokenizer: Option<PathBuf>,
     /// Prompt-processing tests: prompt lengths (`none`: no pp tests).
     #[arg(
         long = "n-prompt",

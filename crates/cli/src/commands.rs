@@ -217,7 +217,9 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         let result = with_progress(
             &format!("{} {} ({})", resolved.id, corpus.name, mode.name()),
             "tokens",
-            |on_progress| perplexity::run(session.as_mut(), &corpus, mode, &mut handle, on_progress),
+            |on_progress| {
+                perplexity::run(session.as_mut(), &corpus, mode, &mut handle, on_progress)
+            },
         );
         finished.push(finish_run(&handle, result, "perplexity run", "windows")?);
     }

@@ -71,14 +71,6 @@ impl LoadedModel {
             LoadedModel::Candle(m) => Box::new(m.session(max_len)?),
         })
     }
-
-    /// The llama.cpp model, for what only llama.cpp implements (`bench`).
-    pub fn llama_cpp(&self) -> Option<&LlamaCppModel> {
-        match self {
-            LoadedModel::LlamaCpp(m) => Some(m),
-            LoadedModel::Candle(_) => None,
-        }
-    }
 }
 
 /// A loaded engine and the records every run manifest needs.
@@ -397,14 +389,9 @@ pub(crate) fn convert(cli: &Cli, args: &ConvertArgs) -> Result<()> {
         converter: format!("lmdensity {}", env!("CARGO_PKG_VERSION")),
     };
     let started = std::time::Instant::now();
-    let done = lmdensity_candle::convert::gguf_to_hf(
-        &weights,
-        &args.out,
-        dtype,
-        &tokenizer,
-        &provenance,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let done =
+        lmdensity_candle::convert::gguf_to_hf(&weights, &args.out, dtype, &tokenizer, &provenance)
+            .map_err(anyhow::Error::msg)?;
     println!(
         "{}: {} tensors, {:.1} MB, {} in {:.1} s{}",
         done.dir.display(),
@@ -415,7 +402,10 @@ pub(crate) fn convert(cli: &Cli, args: &ConvertArgs) -> Result<()> {
         if done.skipped.is_empty() {
             String::new()
         } else {
-            format!("; left out (no HF counterpart): {}", done.skipped.join(", "))
+            format!(
+                "; left out (no HF counterpart): {}",
+                done.skipped.join(", ")
+            )
         }
     );
     Ok(())
