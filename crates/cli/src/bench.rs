@@ -156,7 +156,11 @@ pub fn bench(cli: &Cli, args: &BenchArgs) -> Result<Vec<BenchRecord>> {
         build_commit: env!("LMDENSITY_GIT_REVISION").into(),
         cpu_info: engine.hardware.cpu_model.clone(),
         gpu_info: engine.hardware.gpu.clone().unwrap_or_default(),
-        backends: if gpu { "CUDA".into() } else { "CPU".into() },
+        backends: match (gpu, engine.backend_label().as_str()) {
+            (true, _) => "CUDA".into(),
+            (false, "llama.cpp") => "CPU".into(),
+            (false, other) => format!("CPU ({other})"),
+        },
         engine: engine.backend_label(),
         model_filename: engine.resolved.weights().display().to_string(),
         model_type: format!(
