@@ -80,6 +80,16 @@ impl Agreement {
         }
     }
 
+    /// Prints the comparison and asserts: totals within 1%, mean per-token difference under
+    /// 0.1 nat, and (with `argmax`) the same is-argmax verdict on over 95% of tokens.
+    fn check(&self, what: &str, tokens: usize, argmax: bool) {
+        let line = self.line(what, tokens);
+        eprintln!("{line}");
+        assert!(self.rel_diff() < 0.01, "{line}");
+        assert!(self.mean_abs_diff < 0.1, "{line}");
+        assert!(!argmax || self.same_argmax > 0.95, "{line}");
+    }
+
     fn rel_diff(&self) -> f64 {
         (self.nll_other - self.nll_llama).abs() / self.nll_llama
     }
@@ -152,28 +162,10 @@ fn real_candle_quantized_scores_equal_llama_cpp_for_all_four_registry_models() {
             tokens[1..],
             "{id}: candle and llama.cpp tokenize differently"
         );
-        let agreement = Agreement::of(&reference, &candle_scores(&model, &tokens));
-        eprintln!(
-            "{}",
-            agreement.line(&format!("{id} candle-quantized"), tokens.len() - 1)
-        );
         // Both engines multiply Q8-quantized activations; llama.cpp also keeps its KV cache in
         // f16. Per-token differences of a few hundredths of a nat remain; totals agree.
-        assert!(
-            agreement.rel_diff() < 0.01,
-            "{id}: {}",
-            agreement.line("candle-quantized", tokens.len() - 1)
-        );
-        assert!(
-            agreement.mean_abs_diff < 0.1,
-            "{id}: {}",
-            agreement.line("candle-quantized", tokens.len() - 1)
-        );
-        assert!(
-            agreement.same_argmax > 0.95,
-            "{id}: {}",
-            agreement.line("candle-quantized", tokens.len() - 1)
-        );
+        let agreement = Agreement::of(&reference, &candle_scores(&model, &tokens));
+        agreement.check(&format!("{id} candle-quantized"), tokens.len() - 1, true);
     }
 }
 
@@ -221,19 +213,10 @@ fn real_dequantized_f32_checkpoints_on_candle_match_llama_cpp_and_say_where_they
             "{id}"
         );
         let agreement = Agreement::of(&reference, &candle_scores(&model, &tokens));
-        eprintln!(
-            "{}",
-            agreement.line(&format!("{id} dequantized f32 on candle"), tokens.len() - 1)
-        );
-        assert!(
-            agreement.rel_diff() < 0.01,
-            "{id}: {}",
-            agreement.line("f32", tokens.len() - 1)
-        );
-        assert!(
-            agreement.mean_abs_diff < 0.1,
-            "{id}: {}",
-            agreement.line("f32", tokens.len() - 1)
+        agreement.check(
+            &format!("{id} dequantized f32 on candle"),
+            tokens.len() - 1,
+            false,
         );
         // For scale: candle's own quantized kernels against the dequantized weights.
         let quantized =

@@ -50,13 +50,7 @@ impl CandleModel {
                 reason: "sequences, batch sizes and threads must be at least 1".into(),
             });
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .build()
-            .map_err(|e| BackendError::Engine {
-                op: "candle thread pool",
-                reason: e.to_string(),
-            })?;
+        let pool = crate::thread_pool(config.threads)?;
         let states = (0..config.n_seq)
             .map(|_| self.decoder.new_state(config.n_ctx))
             .collect::<Result<Vec<_>, _>>()

@@ -96,6 +96,17 @@ impl std::fmt::Debug for CandleModel {
     }
 }
 
+/// The rayon pool candle's kernels run in.
+fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, BackendError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|e| BackendError::Engine {
+            op: "candle thread pool",
+            reason: e.to_string(),
+        })
+}
+
 fn load_error(path: &Path, reason: impl Into<String>) -> BackendError {
     BackendError::Load {
         path: path.display().to_string(),
@@ -189,13 +200,7 @@ impl CandleModel {
                 reason: "threads and batch size must be at least 1".into(),
             });
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(config.threads)
-            .build()
-            .map_err(|e| BackendError::Engine {
-                op: "candle thread pool",
-                reason: e.to_string(),
-            })?;
+        let pool = thread_pool(config.threads)?;
         let info = ModelInfo {
             architecture: c.architecture.gguf_name().into(),
             n_vocab: c.vocab_size,
