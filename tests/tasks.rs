@@ -226,8 +226,8 @@ fn recompute_accuracy(run: &lmdensity_core::store::StoredRun) -> f64 {
     stored
 }
 
-/// The curated Gemma-3-270M full-set runs (the tasks finished so far): complete, every item of
-/// the split, accuracies recomputable from the samples.
+/// The curated Gemma-3-270M full-set runs of the nine `core` tasks: complete, every item of the
+/// split, accuracies recomputable from the samples.
 #[test]
 fn curated_gemma_full_set_runs_recompute_from_their_samples() {
     use lmdensity_core::ResultsStore;
@@ -242,6 +242,7 @@ fn curated_gemma_full_set_runs_recompute_from_their_samples() {
         ("openbookqa", 500),
         ("sciq", 1000),
         ("copa", 100),
+        ("hellaswag", 10042),
     ];
     assert_eq!(runs.len(), expected.len());
     for (task, items) in expected {

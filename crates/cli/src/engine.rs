@@ -306,9 +306,9 @@ fn load_hf_dir(
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     shards.sort();
-    let Some(first) = shards.first().cloned() else {
+    if shards.is_empty() {
         bail!("{}: no *.safetensors files", dir.display());
-    };
+    }
     let total_bytes: u64 = shards
         .iter()
         .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -321,7 +321,15 @@ fn load_hf_dir(
             hardware.ram_available_bytes as f64 / (1u64 << 30) as f64
         );
     }
-    let sha256 = lmdensity_hub::fetch::hash_file(&first, false)?;
+    // One shard: its sha256. Several: the sha256 of their sha256s, in file-name order.
+    let digests = shards
+        .iter()
+        .map(|p| lmdensity_hub::fetch::hash_file(p, false))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let sha256 = match digests.as_slice() {
+        [one] => one.clone(),
+        many => lmdensity_hub::fetch::hash_bytes(many.join("\n").as_bytes()),
+    };
     let provenance = Provenance::read(dir).map_err(anyhow::Error::msg)?;
     let started = std::time::Instant::now();
     let model = CandleModel::load_dir(dir, dtype, candle_config)?;
@@ -350,7 +358,7 @@ fn load_hf_dir(
     let resolved = ResolvedModel {
         id,
         paths: shards,
-        sha256: vec![sha256],
+        sha256: digests,
         source: format!("path:{}", dir.display()),
     };
     Ok(Engine {

@@ -665,3 +665,8 @@ pub fn hash_file(path: &Path, show: bool) -> Result<String, FetchError> {
     pb.finish_and_clear();
     Ok(hex::encode(hasher.finalize()))
 }
+
+/// SHA-256 (hex) of `bytes`.
+pub fn hash_bytes(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
