@@ -120,8 +120,22 @@ pub trait LanguageModel {
 
     /// Scores each request: one [`TokenScore`] per target token, in order. Engines may batch
     /// requests and reuse the KV cache of a prefix shared with the previous request.
-    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError>;
+    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError> {
+        self.score_visiting(requests, &mut |_, _| Ok(()))
+    }
+
+    /// [`LanguageModel::score`], also handing `visit(request, logits)` the whole logits row
+    /// that predicts each target, request by request and target by target in order (KL
+    /// divergence needs whole distributions, not only the target's score).
+    fn score_visiting(
+        &mut self,
+        requests: &[ScoreRequest],
+        visit: &mut LogitsVisitor<'_>,
+    ) -> Result<Vec<Vec<TokenScore>>, BackendError>;
 }
+
+/// Receives `(request index, logits row)` for every scored target, in order.
+pub type LogitsVisitor<'a> = dyn FnMut(usize, &[f32]) -> Result<(), BackendError> + 'a;
 
 /// A context of an engine whose raw speed can be measured (`lmdensity bench`): the operations
 /// llama-bench times, on token ids the caller chooses, so timings exclude tokenization and
@@ -184,11 +198,39 @@ pub fn validate_request(
     Ok(())
 }
 
-/// Turns one row of logits into the score of `target`: log-softmax after subtracting the max
-/// (exponentials in f32, eight lanes at a time with `wide`'s polynomial `exp`, about 1 ulp;
-/// sums folded into f64 every 1024 values), and argmax with the first index winning ties.
-/// Non-finite logits are an error.
+/// The normalizer of one logits row: ln p(i) = `logits[i] − max − ln_z`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LogSoftmax {
+    /// Largest logit.
+    pub max: f32,
+    /// ln Σ exp(logit − max).
+    pub ln_z: f64,
+    /// Index of the largest logit (the first one on ties).
+    pub argmax: usize,
+}
+
+impl LogSoftmax {
+    /// ln p(`index`) under the row this normalizer came from.
+    pub fn logprob(&self, logits: &[f32], index: usize) -> f64 {
+        f64::from(logits[index] - self.max) - self.ln_z
+    }
+}
+
+/// Turns one row of logits into the score of `target` (see [`log_softmax`]).
 pub fn score_logits(logits: &[f32], target: TokenId) -> Result<TokenScore, f32> {
+    let norm = log_softmax(logits)?;
+    let t = target as usize;
+    Ok(TokenScore {
+        logprob: norm.logprob(logits, t),
+        is_greedy: norm.argmax == t,
+    })
+}
+
+/// The log-softmax normalizer of one row, computed after subtracting the max (exponentials in
+/// f32, eight lanes at a time with `wide`'s polynomial `exp`, about 1 ulp; sums folded into
+/// f64 every 1024 values), and argmax with the first index winning ties. Non-finite logits
+/// are an error carrying the first bad value.
+pub fn log_softmax(logits: &[f32]) -> Result<LogSoftmax, f32> {
     use wide::f32x8;
     let lanes = logits.chunks_exact(8);
     let tail = lanes.remainder();
@@ -224,10 +266,10 @@ pub fn score_logits(logits: &[f32], target: TokenId) -> Result<TokenScore, f32> 
         }
         sum += f64::from(acc.reduce_add()) + f64::from(rest);
     }
-    let t = target as usize;
-    Ok(TokenScore {
-        logprob: f64::from(logits[t] - max) - sum.ln(),
-        is_greedy: argmax == t,
+    Ok(LogSoftmax {
+        max,
+        ln_z: sum.ln(),
+        argmax,
     })
 }
 

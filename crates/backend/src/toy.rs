@@ -4,8 +4,8 @@
 //! can be checked against exact, hand-computable log-probabilities.
 
 use crate::{
-    score_logits, validate_request, BackendError, LanguageModel, ModelInfo, ScoreRequest, TokenId,
-    TokenScore,
+    score_logits, validate_request, BackendError, LanguageModel, LogitsVisitor, ModelInfo,
+    ScoreRequest, TokenId, TokenScore,
 };
 
 /// Byte-level bigram model: token = byte + 1, id 0 is BOS; logits depend only on the previous
@@ -16,6 +16,9 @@ pub struct ToyBigram {
     max_len: usize,
     /// Requests seen, for tests that check batching and call counts.
     pub calls: Vec<ScoreRequest>,
+    /// Size of a fixed pseudo-random offset added to every logit (0 = the plain model); a
+    /// stand-in for a quantized copy in KL-divergence tests.
+    noise: f32,
 }
 
 impl ToyBigram {
@@ -33,6 +36,15 @@ impl ToyBigram {
             },
             max_len,
             calls: Vec::new(),
+            noise: 0.0,
+        }
+    }
+
+    /// The same model with every logit moved by up to ±`noise` (a fixed pseudo-random pattern).
+    pub fn perturbed(max_len: usize, noise: f32) -> Self {
+        ToyBigram {
+            noise,
+            ..ToyBigram::new(max_len)
         }
     }
 
@@ -41,7 +53,8 @@ impl ToyBigram {
         (0..self.info.n_vocab as u32)
             .map(|next| {
                 let h = (prev as u32).wrapping_mul(2_654_435_761) ^ next.wrapping_mul(40503);
-                (h % 1000) as f32 / 250.0
+                let offset = (h.rotate_left(13).wrapping_mul(2_246_822_519) % 2001) as f32 / 1000.0;
+                (h % 1000) as f32 / 250.0 + self.noise * (offset - 1.0)
             })
             .collect()
     }
@@ -64,20 +77,26 @@ impl LanguageModel for ToyBigram {
             .collect())
     }
 
-    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError> {
+    fn score_visiting(
+        &mut self,
+        requests: &[ScoreRequest],
+        visit: &mut LogitsVisitor<'_>,
+    ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         let mut out = Vec::with_capacity(requests.len());
         for (index, r) in requests.iter().enumerate() {
             validate_request(index, r, self.info.n_vocab, self.max_len)?;
             self.calls.push(r.clone());
             let scores = (r.score_from..r.tokens.len())
                 .map(|i| {
-                    score_logits(&self.logits_after(r.tokens[i - 1]), r.tokens[i]).map_err(
-                        |value| BackendError::NonFiniteLogits {
+                    let logits = self.logits_after(r.tokens[i - 1]);
+                    visit(index, &logits)?;
+                    score_logits(&logits, r.tokens[i]).map_err(|value| {
+                        BackendError::NonFiniteLogits {
                             index,
                             position: i - 1,
                             value,
-                        },
-                    )
+                        }
+                    })
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(scores);

@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 
 pub use candle_core::DType;
 use lmdensity_backend::{
-    score_rows, validate_request, BackendError, LanguageModel, ModelInfo, ScoreRequest, TokenId,
-    TokenScore,
+    score_rows, validate_request, BackendError, LanguageModel, LogitsVisitor, ModelInfo,
+    ScoreRequest, TokenId, TokenScore,
 };
 use lmdensity_tokenizer::TextTokenizer;
 
@@ -313,6 +313,7 @@ impl CandleSession<'_> {
         &mut self,
         index: usize,
         request: &ScoreRequest,
+        visit: &mut LogitsVisitor<'_>,
     ) -> Result<Vec<TokenScore>, BackendError> {
         let engine = |e: candle_core::Error| BackendError::Engine {
             op: "candle forward",
@@ -359,6 +360,9 @@ impl CandleSession<'_> {
                     .enumerate()
                     .map(|(r, row)| (p + r, row.as_slice(), request.tokens[p + r + 1]))
                     .collect();
+                for (_, row, _) in &gathered {
+                    visit(index, row)?;
+                }
                 scores.extend(score_rows(index, &gathered, model.config.threads)?);
                 p = rows_end;
             }
@@ -381,14 +385,18 @@ impl LanguageModel for CandleSession<'_> {
         self.model.tokenize(text, add_special)
     }
 
-    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError> {
+    fn score_visiting(
+        &mut self,
+        requests: &[ScoreRequest],
+        visit: &mut LogitsVisitor<'_>,
+    ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         for (i, r) in requests.iter().enumerate() {
             validate_request(i, r, self.model.info.n_vocab, self.max_len)?;
         }
         requests
             .iter()
             .enumerate()
-            .map(|(i, r)| self.score_one(i, r))
+            .map(|(i, r)| self.score_one(i, r, visit))
             .collect()
     }
 }

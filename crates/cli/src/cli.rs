@@ -214,6 +214,26 @@ pub struct PplArgs {
     /// Continue the newest unfinished run with the same model and settings.
     #[arg(long)]
     pub resume: bool,
+    /// KL divergence against a base run.
+    #[command(flatten)]
+    pub kld: KldArgs,
+}
+
+/// KL-divergence options of `ppl` (llama-perplexity's `--kl-divergence-base` and
+/// `--kl-divergence`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct KldArgs {
+    /// Store every scored token's distribution (top-k plus residual mass) in FILE as the base
+    /// of later KL-divergence runs; one pass, not resumable.
+    #[arg(long, value_name = "FILE", conflicts_with = "kld_base")]
+    pub save_kld_base: Option<PathBuf>,
+    /// Compare every scored token's distribution with the base stored in FILE: KLD, Δp,
+    /// same-top-token rate and ln(PPL/PPL_base).
+    #[arg(long, value_name = "FILE")]
+    pub kld_base: Option<PathBuf>,
+    /// Tokens per row the base stores (with --save-kld-base).
+    #[arg(long, default_value_t = lmdensity_eval::kld::DEFAULT_TOP_K)]
+    pub kld_top_k: usize,
 }
 
 /// Arguments of `run`.

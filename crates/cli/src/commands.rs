@@ -10,7 +10,8 @@ use clap::Parser;
 use lmdensity_core::schema::{RunManifest, SoftwareRecord};
 use lmdensity_core::store::{resume_key, StoredRun};
 use lmdensity_core::{progress, ResultsStore, RunHandle, RunMetrics, SCHEMA_VERSION};
-use lmdensity_eval::{corpus, perplexity, PerplexityMode};
+use lmdensity_eval::perplexity::Distributions;
+use lmdensity_eval::{corpus, perplexity, BaseHeader, BaseReader, BaseWriter, PerplexityMode};
 use lmdensity_hub::{Fetcher, Registry};
 use serde_json::json;
 use tabled::settings::Style;
@@ -35,6 +36,7 @@ pub fn run() -> Result<ExitCode> {
                 max_length: None,
                 n_ctx: 512,
                 resume: args.resume,
+                kld: Default::default(),
             };
             let runs = measure_perplexity(&cli, &ppl(Mode::Both))?;
             print_table(&runs, &MetricFilter::Headline);
@@ -179,10 +181,47 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
             Mode::Both => vec![harness()?, llama()?],
         }
     };
+    let kld = &args.kld;
+    if (kld.save_kld_base.is_some() || kld.kld_base.is_some()) && modes.len() > 1 {
+        bail!("--save-kld-base and --kld-base need one --mode (harness or llama.cpp), not both");
+    }
+    if kld.kld_top_k == 0 {
+        bail!("--kld-top-k must be at least 1");
+    }
+    if kld.save_kld_base.is_some() && args.resume {
+        bail!("--save-kld-base writes the base in one pass over the corpus; it cannot resume");
+    }
     let store = ResultsStore::new(&cli.results_dir);
     let mut finished = Vec::new();
     for mode in modes {
         let mut session = model.session(mode.context_needed())?;
+        let header = BaseHeader {
+            model: model_record.id.clone(),
+            model_sha256: model_record.sha256.clone(),
+            quantization: model_record.quantization.clone(),
+            backend: engine.backend_label(),
+            corpus: corpus.name.clone(),
+            corpus_sha256: corpus.sha256.clone(),
+            mode: mode.name().into(),
+            context: mode.context_needed(),
+            n_vocab: model.info().n_vocab,
+            top_k: kld.kld_top_k,
+        };
+        let mut reader = match &kld.kld_base {
+            Some(path) => {
+                let reader = BaseReader::open(path)?;
+                reader
+                    .header()
+                    .check_same_windows(&header)
+                    .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
+                Some(reader)
+            }
+            None => None,
+        };
+        let mut writer = match &kld.save_kld_base {
+            Some(path) => Some(BaseWriter::create(path, &header)?),
+            None => None,
+        };
         let settings: BTreeMap<String, serde_json::Value> = [
             ("corpus", json!(corpus.name)),
             ("corpus_sha256", json!(corpus.sha256)),
@@ -201,6 +240,30 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
+        let mut settings = settings;
+        if let (Some(path), Some(reader)) = (&kld.kld_base, &reader) {
+            let base = reader.header();
+            settings.insert(
+                "kld_base".into(),
+                json!({
+                    "path": path.display().to_string(),
+                    "sha256": lmdensity_hub::fetch::hash_file(path, false)?,
+                    "bytes": std::fs::metadata(path)?.len(),
+                    "model": base.model,
+                    "model_sha256": base.model_sha256,
+                    "quantization": base.quantization,
+                    "backend": base.backend,
+                    "top_k": base.top_k,
+                    "scored_tokens": reader.n_rows(),
+                }),
+            );
+        }
+        if let Some(path) = &kld.save_kld_base {
+            settings.insert(
+                "kld_base_saved".into(),
+                json!({"path": path.display().to_string(), "top_k": kld.kld_top_k}),
+            );
+        }
         let key = resume_key(&json!({
             "model_sha256": model_record.sha256,
             "backend": engine.backend_label(),
@@ -214,14 +277,39 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         let mut handle = open_run(&store, args.resume, &key, "windows", || {
             run_manifest(&engine, "perplexity", &label, settings, key.clone())
         })?;
+        let distributions = match (&mut writer, &mut reader) {
+            (Some(w), _) => Distributions::SaveBase(w),
+            (None, Some(r)) => Distributions::CompareWith(r),
+            (None, None) => Distributions::Ignore,
+        };
         let result = with_progress(
             &format!("{} {} ({})", resolved.id, corpus.name, mode.name()),
             "tokens",
             |on_progress| {
-                perplexity::run(session.as_mut(), &corpus, mode, &mut handle, on_progress)
+                perplexity::run_with(
+                    session.as_mut(),
+                    &corpus,
+                    mode,
+                    &mut handle,
+                    distributions,
+                    on_progress,
+                )
             },
         );
         finished.push(finish_run(&handle, result, "perplexity run", "windows")?);
+        if let (Some(writer), Some(path)) = (writer, &kld.save_kld_base) {
+            let rows = writer.rows();
+            let bytes = writer.finish()?;
+            if !progress::is_quiet() {
+                eprintln!(
+                    "KL-divergence base: {} ({rows} scored tokens × top-{} = {:.1} MB, {} bytes per token)",
+                    path.display(),
+                    kld.kld_top_k,
+                    bytes as f64 / 1e6,
+                    header.row_bytes()
+                );
+            }
+        }
     }
     Ok(finished)
 }
@@ -362,6 +450,11 @@ struct Row {
 }
 
 const HEADLINE: &[&str] = &[
+    "kld_mean",
+    "kld_p99",
+    "delta_p_rms",
+    "same_top_rate",
+    "ln_ppl_ratio",
     "bits_per_byte",
     "byte_perplexity",
     "word_perplexity",

@@ -228,4 +228,26 @@ pub struct WindowSample {
     pub nll_sq_sum: f64,
     /// Scored tokens that were the model's argmax.
     pub n_greedy: usize,
+    /// Token-by-token comparison with a base model's distributions (KL-divergence runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<WindowComparison>,
+}
+
+/// How one window's distributions differ from a stored base run's (`ppl --kld-base`):
+/// enough to recompute every KL-divergence statistic, percentiles included.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
+pub struct WindowComparison {
+    /// KL(base ‖ this model) per scored token (nats), over the base's stored top-k tokens
+    /// plus one bucket for the rest of the vocabulary.
+    pub kld: Vec<f32>,
+    /// p(target) under this model minus p(target) under the base, per scored token.
+    pub delta_p: Vec<f32>,
+    /// Scored tokens where both models' most probable token is the same.
+    pub n_same_top: usize,
+    /// Σ −ln p_base(target) over the scored tokens (nats).
+    pub base_nll_sum: f64,
+    /// Σ (ln p_base(target) − ln p(target))², for the stderr of ln(PPL/PPL_base).
+    pub ln_ratio_sq_sum: f64,
+    /// Σ over scored tokens of the base's probability mass outside its stored top-k.
+    pub base_residual_sum: f64,
 }

@@ -22,6 +22,18 @@ use lmdensity_core::stats::Accumulator;
 use lmdensity_core::{RunHandle, StoreError, SCHEMA_VERSION};
 
 use crate::corpus::Corpus;
+use crate::kld::{compare, BaseReader, BaseWriter, KldError, WindowComparer};
+
+/// What a perplexity run does with the whole distributions besides scoring: nothing, store
+/// them as a KL-divergence base, or compare them with a stored base.
+pub enum Distributions<'a> {
+    /// Score only.
+    Ignore,
+    /// Write every scored token's distribution to a base file (a fresh run only).
+    SaveBase(&'a mut BaseWriter),
+    /// Compare every scored token's distribution with the base file's row for it.
+    CompareWith(&'a mut BaseReader),
+}
 
 /// Which perplexity to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +91,9 @@ pub enum PerplexityError {
     /// Samples on disk belong to another corpus or setting.
     #[error("{0}")]
     Resume(String),
+    /// The KL-divergence base file failed or does not match this run.
+    #[error(transparent)]
+    Kld(#[from] KldError),
 }
 
 /// One unit of work: a scoring request and where its targets sit in the token stream.
@@ -251,7 +266,89 @@ fn summarize(index: usize, first: usize, scores: &[TokenScore]) -> WindowSample 
         nll_sum: acc.sum,
         nll_sq_sum: acc.sum_sq,
         n_greedy: scores.iter().filter(|s| s.is_greedy).count(),
+        comparison: None,
     }
+}
+
+/// Scores one window, handling its distributions as `distributions` says; `first_row` is the
+/// window's first scored token's index over the whole run (its row in a base file).
+fn score_window(
+    model: &mut dyn LanguageModel,
+    window: &Window,
+    first_row: u64,
+    distributions: &mut Distributions<'_>,
+) -> Result<WindowSample, PerplexityError> {
+    let request = &window.request;
+    let targets = &request.tokens[request.score_from..];
+    let backend = |source| PerplexityError::Backend {
+        window: window.index,
+        source,
+    };
+    let non_finite = |position: usize, value: f32| BackendError::NonFiniteLogits {
+        index: 0,
+        position: request.score_from - 1 + position,
+        value,
+    };
+    let one = std::slice::from_ref(request);
+    // Failures of the base file inside the engine's callback are kept here and returned as
+    // themselves; the engine sees a generic error that stops it.
+    let mut kld_failure: Option<KldError> = None;
+    let stop = || BackendError::Engine {
+        op: "kl-divergence",
+        reason: "base file failed".into(),
+    };
+    let mut next = 0usize;
+    let (scores, comparison) = match distributions {
+        Distributions::Ignore => (model.score(one).map_err(backend)?, None),
+        Distributions::SaveBase(writer) => {
+            let scored = model.score_visiting(one, &mut |_, logits| {
+                let at = next;
+                next += 1;
+                match writer.push(logits, targets[at]) {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(value)) => Err(non_finite(at, value)),
+                    Err(e) => {
+                        kld_failure = Some(e);
+                        Err(stop())
+                    }
+                }
+            });
+            if let Some(e) = kld_failure {
+                return Err(e.into());
+            }
+            (scored.map_err(backend)?, None)
+        }
+        Distributions::CompareWith(reader) => {
+            let base = reader.rows(first_row, targets.len())?;
+            if let Some((at, row)) = base
+                .iter()
+                .enumerate()
+                .find(|(at, row)| row.target != targets[*at])
+            {
+                return Err(KldError::Invalid {
+                    path: reader.path().to_path_buf(),
+                    reason: format!(
+                        "window {}, token {at}: the base scored token {}, this run token {}; the base was made with another tokenizer or corpus",
+                        window.index, row.target, targets[at]
+                    ),
+                }
+                .into());
+            }
+            let mut comparer = WindowComparer::default();
+            let scored = model.score_visiting(one, &mut |_, logits| {
+                let at = next;
+                next += 1;
+                let token = compare(&base[at], logits).map_err(|value| non_finite(at, value))?;
+                comparer.push(&base[at], &token);
+                Ok(())
+            });
+            (scored.map_err(backend)?, Some(comparer.finish()))
+        }
+    };
+    let scores = scores.into_iter().next().unwrap_or_default();
+    let mut sample = summarize(window.index, window.first_scored_token, &scores);
+    sample.comparison = comparison;
+    Ok(sample)
 }
 
 /// Scores every window not already in `run`, appending each as it finishes, then writes and
@@ -263,8 +360,37 @@ pub fn run(
     run: &mut RunHandle,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunMetrics, PerplexityError> {
+    run_with(model, corpus, mode, run, Distributions::Ignore, on_progress)
+}
+
+/// [`run`], also saving or comparing whole distributions (KL divergence).
+pub fn run_with(
+    model: &mut dyn LanguageModel,
+    corpus: &Corpus,
+    mode: PerplexityMode,
+    run: &mut RunHandle,
+    mut distributions: Distributions<'_>,
+    on_progress: &mut dyn FnMut(usize, usize),
+) -> Result<RunMetrics, PerplexityError> {
     let started = Instant::now();
     let (windows, _) = plan(model, corpus, mode)?;
+    let top_k = match &distributions {
+        Distributions::CompareWith(reader) => {
+            let planned: usize = windows.iter().map(|w| w.request.n_targets()).sum();
+            if reader.n_rows() != planned as u64 {
+                return Err(KldError::Invalid {
+                    path: reader.path().to_path_buf(),
+                    reason: format!(
+                        "holds {} scored tokens, this run scores {planned}: not the same corpus, mode or tokenizer",
+                        reader.n_rows()
+                    ),
+                }
+                .into());
+            }
+            Some(reader.header().top_k)
+        }
+        _ => None,
+    };
     let mut done: BTreeSet<usize> = BTreeSet::new();
     let mut samples: Vec<WindowSample> = Vec::new();
     for s in run.finished_samples() {
@@ -298,43 +424,74 @@ pub fn run(
     let total_tokens: usize = windows.iter().map(|w| w.request.n_targets()).sum();
     let mut tokens_done: usize = samples.iter().map(|s| s.n_scored).sum();
     let previous_elapsed = run.read_metrics()?.map_or(0.0, |m| m.elapsed_s);
+    if matches!(distributions, Distributions::SaveBase(_)) && !samples.is_empty() {
+        return Err(PerplexityError::Config(
+            "a KL-divergence base is written in one pass over every window; start a new run instead of resuming".into(),
+        ));
+    }
+    if top_k.is_some() && samples.iter().any(|s| s.comparison.is_none()) {
+        return Err(PerplexityError::Resume(format!(
+            "{}: holds windows scored without the KL-divergence base; start a new run",
+            run.dir().display()
+        )));
+    }
     on_progress(tokens_done, total_tokens);
-    for w in windows.iter().filter(|w| !done.contains(&w.index)) {
-        let scored = model.score(std::slice::from_ref(&w.request));
-        let scores = match scored {
-            Ok(mut s) => s.pop().unwrap_or_default(),
-            Err(source) => {
+    let mut first_row = 0u64;
+    for w in &windows {
+        let row = first_row;
+        first_row += w.request.n_targets() as u64;
+        if done.contains(&w.index) {
+            continue;
+        }
+        let sample = match score_window(model, w, row, &mut distributions) {
+            Ok(sample) => sample,
+            Err(e) => {
                 // Keep what was computed: partial metrics over the finished windows.
-                let partial = metrics(
+                let partial = metrics_with(
                     corpus,
                     mode,
                     &samples,
                     RunStatus::Partial,
                     previous_elapsed + started.elapsed().as_secs_f64(),
+                    top_k,
                 );
                 run.write_metrics(&partial)?;
-                return Err(PerplexityError::Backend {
-                    window: w.index,
-                    source,
-                });
+                return Err(e);
             }
         };
-        let sample = summarize(w.index, w.first_scored_token, &scores);
         run.append_sample(&Sample::PerplexityWindow(sample.clone()))?;
         tokens_done += sample.n_scored;
         samples.push(sample);
         on_progress(tokens_done, total_tokens);
     }
     samples.sort_by_key(|s| s.index);
-    let m = metrics(
+    let m = metrics_with(
         corpus,
         mode,
         &samples,
         RunStatus::Complete,
         previous_elapsed + started.elapsed().as_secs_f64(),
+        top_k,
     );
     run.write_metrics(&m)?;
     Ok(m)
+}
+
+/// [`metrics`], plus the KL-divergence metrics when the samples were compared with a base
+/// file storing `top_k` tokens per row.
+pub fn metrics_with(
+    corpus: &Corpus,
+    mode: PerplexityMode,
+    samples: &[WindowSample],
+    status: RunStatus,
+    elapsed_s: f64,
+    top_k: Option<usize>,
+) -> RunMetrics {
+    let mut m = metrics(corpus, mode, samples, status, elapsed_s);
+    if let Some(k) = top_k {
+        m.metrics.extend(crate::kld::comparison_metrics(samples, k));
+    }
+    m
 }
 
 /// Metrics from window samples (used for finished and partial runs, and to recompute offline).
@@ -584,6 +741,144 @@ mod tests {
             "only missing windows are scored"
         );
         assert_eq!(full.get("bits_per_byte"), resumed.get("bits_per_byte"));
+    }
+
+    fn kld_header(model: &ToyBigram, corpus: &Corpus, context: usize) -> crate::BaseHeader {
+        crate::BaseHeader {
+            model: "toy".into(),
+            model_sha256: "00".into(),
+            quantization: "exact".into(),
+            backend: "toy".into(),
+            corpus: corpus.name.clone(),
+            corpus_sha256: corpus.sha256.clone(),
+            mode: "harness".into(),
+            context,
+            n_vocab: model.info().n_vocab,
+            top_k: 16,
+        }
+    }
+
+    #[test]
+    fn kl_divergence_is_zero_against_itself_and_grows_with_the_perturbation() {
+        let text = "the quick brown fox jumps over the lazy dog. ".repeat(5);
+        let corpus = Corpus::new("toy", vec![text], "test");
+        let mode = PerplexityMode::Harness { max_length: 16 };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = lmdensity_core::ResultsStore::new(dir.path());
+        let base_path = dir.path().join("base.kld");
+        let mut base_model = ToyBigram::new(16);
+        let mut writer =
+            BaseWriter::create(&base_path, &kld_header(&base_model, &corpus, 16)).expect("create");
+        let mut handle = store.create_run(named_manifest("1")).expect("run");
+        let base = run_with(
+            &mut base_model,
+            &corpus,
+            mode,
+            &mut handle,
+            Distributions::SaveBase(&mut writer),
+            &mut |_, _| {},
+        )
+        .expect("base run");
+        let n = base.get("tokens_scored").expect("n").value as u64;
+        assert_eq!(writer.rows(), n);
+        writer.finish().expect("flush");
+        let mut previous = -1.0;
+        for noise in [0.0, 0.5, 2.0] {
+            let mut model = ToyBigram::perturbed(16, noise);
+            let mut reader = BaseReader::open(&base_path).expect("open");
+            let mut handle = store
+                .create_run(named_manifest(&format!("noise-{noise}")))
+                .expect("run");
+            let m = run_with(
+                &mut model,
+                &corpus,
+                mode,
+                &mut handle,
+                Distributions::CompareWith(&mut reader),
+                &mut |_, _| {},
+            )
+            .expect("compared run");
+            let kld = m.get("kld_mean").expect("kld").value;
+            let ratio = m.get("ln_ppl_ratio").expect("ratio").value;
+            let base_ppl = m.get("base_token_perplexity").expect("base ppl").value;
+            assert!(
+                (base_ppl - base.get("token_perplexity").expect("ppl").value).abs() < 1e-4,
+                "the base file reproduces the base run's perplexity"
+            );
+            if noise == 0.0 {
+                assert!(kld < 1e-9 && ratio.abs() < 1e-6, "{kld} {ratio}");
+                assert_eq!(m.get("same_top_rate").expect("same").value, 1.0);
+            }
+            assert!(kld > previous, "noise {noise}: KLD {kld} after {previous}");
+            previous = kld;
+            assert!(m.get("kld_max").expect("max").value >= m.get("kld_p99").expect("p99").value);
+        }
+        // A resumed base run is refused: the file would miss the earlier windows.
+        let mut model = ToyBigram::new(16);
+        let mut writer =
+            BaseWriter::create(&dir.path().join("b2.kld"), &kld_header(&model, &corpus, 16))
+                .expect("create");
+        std::fs::remove_file(handle.dir().join("metrics.json")).expect("rm");
+        let mut resumed = store
+            .find_resumable("key")
+            .expect("find")
+            .expect("the base run, made unfinished");
+        let err = run_with(
+            &mut model,
+            &corpus,
+            mode,
+            &mut resumed,
+            Distributions::SaveBase(&mut writer),
+            &mut |_, _| {},
+        )
+        .expect_err("refused");
+        assert!(err.to_string().contains("one pass"), "{err}");
+    }
+
+    #[test]
+    fn kl_divergence_against_another_text_is_refused() {
+        let mode = PerplexityMode::Harness { max_length: 8 };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = lmdensity_core::ResultsStore::new(dir.path());
+        let base_path = dir.path().join("base.kld");
+        let a = Corpus::new("toy", vec!["abcdefghijklmnop".into()], "test");
+        let b = Corpus::new("toy", vec!["abcdefghijklmnoX".into()], "test");
+        let mut model = ToyBigram::new(8);
+        let mut writer =
+            BaseWriter::create(&base_path, &kld_header(&model, &a, 8)).expect("create");
+        let mut handle = store.create_run(named_manifest("3")).expect("run");
+        run_with(
+            &mut model,
+            &a,
+            mode,
+            &mut handle,
+            Distributions::SaveBase(&mut writer),
+            &mut |_, _| {},
+        )
+        .expect("base");
+        writer.finish().expect("flush");
+        let mut reader = BaseReader::open(&base_path).expect("open");
+        let mut handle = store.create_run(named_manifest("4")).expect("run");
+        let err = run_with(
+            &mut model,
+            &b,
+            mode,
+            &mut handle,
+            Distributions::CompareWith(&mut reader),
+            &mut |_, _| {},
+        )
+        .expect_err("different tokens");
+        assert!(
+            err.to_string().contains("base.kld") && err.to_string().contains("another tokenizer"),
+            "{err}"
+        );
+    }
+
+    fn named_manifest(run_id: &str) -> lmdensity_core::RunManifest {
+        lmdensity_core::RunManifest {
+            run_id: run_id.into(),
+            ..test_manifest()
+        }
     }
 
     fn test_manifest() -> lmdensity_core::RunManifest {

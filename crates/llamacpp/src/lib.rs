@@ -20,8 +20,8 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use lmdensity_backend::{
-    score_rows, validate_request, BackendError, LanguageModel, ModelInfo, ScoreRequest, TokenId,
-    TokenScore,
+    score_rows, validate_request, BackendError, LanguageModel, LogitsVisitor, ModelInfo,
+    ScoreRequest, TokenId, TokenScore,
 };
 
 mod bench;
@@ -369,6 +369,7 @@ impl LlamaCppSession<'_> {
     fn score_shared(
         &mut self,
         requests: &[ScoreRequest],
+        visit: &mut LogitsVisitor<'_>,
     ) -> Result<Option<Vec<Vec<TokenScore>>>, BackendError> {
         let inputs: Vec<&[TokenId]> = requests
             .iter()
@@ -472,6 +473,9 @@ impl LlamaCppSession<'_> {
                     .filter(|(s, _, _)| *s == seq)
                     .map(|&(_, p, i)| (p, self.ctx.get_logits_ith(i), request.tokens[p + 1])),
             );
+            for (_, logits, _) in &rows {
+                visit(seq, logits)?;
+            }
             out.push(score_rows(seq, &rows, threads)?);
         }
         Ok(Some(out))
@@ -481,6 +485,7 @@ impl LlamaCppSession<'_> {
         &mut self,
         index: usize,
         request: &ScoreRequest,
+        visit: &mut LogitsVisitor<'_>,
     ) -> Result<Vec<TokenScore>, BackendError> {
         let tokens = &request.tokens;
         let inputs = &tokens[..tokens.len() - 1];
@@ -503,6 +508,9 @@ impl LlamaCppSession<'_> {
             let rows: Vec<(usize, &[f32], TokenId)> = (pos.max(first_logit)..end)
                 .map(|p| (p, self.ctx.get_logits_ith((p - pos) as i32), tokens[p + 1]))
                 .collect();
+            for (_, logits, _) in &rows {
+                visit(index, logits)?;
+            }
             scores.extend(score_rows(index, &rows, threads)?);
         }
         Ok(scores)
@@ -522,7 +530,11 @@ impl LanguageModel for LlamaCppSession<'_> {
         Ok(self.model.tokenize(text, add_special))
     }
 
-    fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError> {
+    fn score_visiting(
+        &mut self,
+        requests: &[ScoreRequest],
+        visit: &mut LogitsVisitor<'_>,
+    ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         let n_vocab = self.model.info.n_vocab;
         for (i, r) in requests.iter().enumerate() {
             validate_request(i, r, n_vocab, self.max_len)?;
@@ -532,19 +544,19 @@ impl LanguageModel for LlamaCppSession<'_> {
             for (i, r) in requests.iter().enumerate() {
                 self.ctx.clear_kv_cache();
                 self.cached.clear();
-                out.push(self.score_one(i, r)?);
+                out.push(self.score_one(i, r, visit)?);
             }
             return Ok(out);
         }
         if requests.len() > 1 && requests.len() <= self.n_seq {
-            if let Some(out) = self.score_shared(requests)? {
+            if let Some(out) = self.score_shared(requests, visit)? {
                 return Ok(out);
             }
         }
         requests
             .iter()
             .enumerate()
-            .map(|(i, r)| self.score_one(i, r))
+            .map(|(i, r)| self.score_one(i, r, visit))
             .collect()
     }
 }
