@@ -166,3 +166,82 @@ pub fn gguf_to_hf(
         skipped,
     })
 }
+
+/// What [`gguf_to_f32_gguf`] wrote.
+#[derive(Debug, Clone)]
+pub struct DequantizedGguf {
+    /// Tensors written.
+    pub tensors: usize,
+    /// Bytes of the output file.
+    pub bytes: u64,
+}
+
+/// Dequantizes every tensor of `gguf` to f32 into a new GGUF at `out`, keeping all metadata
+/// but `general.file_type` (set to ALL_F32) and adding the string entry `provenance` (key,
+/// value: what the weights were dequantized from), so llama.cpp's quantizer can make other
+/// variants from it and their manifests say where the weights came from. Written to
+/// `out.partial` first, then renamed.
+pub fn gguf_to_f32_gguf(
+    gguf: &Path,
+    out: &Path,
+    provenance: (&str, &str),
+) -> Result<DequantizedGguf, String> {
+    use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
+    let fail = |name: &str, e: candle_core::Error| format!("{}: {name}: {e}", gguf.display());
+    let mut source = WeightSource::gguf(gguf)?;
+    let WeightSource::Gguf {
+        content, reader, ..
+    } = &mut source
+    else {
+        return Err("internal: not a GGUF".into());
+    };
+    let mut names: Vec<(u64, String)> = content
+        .tensor_infos
+        .iter()
+        .map(|(name, info)| (info.offset, name.clone()))
+        .collect();
+    names.sort();
+    let mut tensors: Vec<(String, QTensor)> = Vec::with_capacity(names.len());
+    for (_, name) in &names {
+        let q = content
+            .tensor(reader, name, &candle_core::Device::Cpu)
+            .map_err(|e| fail(name, e))?;
+        let t = q
+            .dequantize(&candle_core::Device::Cpu)
+            .map_err(|e| fail(name, e))?;
+        let f = QTensor::quantize(&t, GgmlDType::F32).map_err(|e| fail(name, e))?;
+        tensors.push((name.clone(), f));
+    }
+    let mut metadata: Vec<(String, gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "general.alignment" | "general.file_type"))
+        .filter(|(k, _)| k.as_str() != provenance.0)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    metadata.push(("general.file_type".into(), gguf_file::Value::U32(0)));
+    metadata.push((
+        provenance.0.into(),
+        gguf_file::Value::String(provenance.1.into()),
+    ));
+    metadata.sort_by(|a, b| a.0.cmp(&b.0));
+    let partial = out.with_extension("gguf.partial");
+    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+    }
+    let io = |e: std::io::Error| format!("{}: {e}", partial.display());
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io)?);
+    let meta_refs: Vec<(&str, &gguf_file::Value)> =
+        metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs)
+        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    std::io::Write::flush(&mut file).map_err(io)?;
+    drop(file);
+    std::fs::rename(&partial, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
+    Ok(DequantizedGguf {
+        tensors: tensors.len(),
+        bytes,
+    })
+}

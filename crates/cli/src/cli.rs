@@ -90,6 +90,12 @@ pub enum Command {
     /// tokenizer.json) that candle runs at full precision; the directory records what it was
     /// dequantized from, and every run on it says so.
     Convert(ConvertArgs),
+    /// Quantize an F32/F16 GGUF with llama.cpp's quantizer (Q8_0 … Q2_K).
+    Quantize(QuantizeArgs),
+    /// Quantization sweep: dequantize a model to F32 (the base), make each quantized variant,
+    /// and measure bits/byte, KL divergence against the base, tasks, speed and memory per
+    /// variant; one table, the quality/speed/size frontier per bit.
+    SweepQuant(SweepArgs),
 }
 
 /// `lmdensity report` options.
@@ -155,9 +161,77 @@ pub struct ConvertArgs {
     /// tokenizer.json to ship (default: the registry's, else rebuilt from the GGUF).
     #[command(flatten)]
     pub model: ModelArgs,
-    /// Output directory (created; must not hold a model).
+    /// Output directory (created; must not hold a model); with `--format gguf-f32`, the file.
     #[arg(long, short)]
     pub out: PathBuf,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "hf")]
+    pub format: ConvertFormat,
+}
+
+/// Outputs of `convert`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConvertFormat {
+    /// An HF-format directory for candle (config.json, model.safetensors, tokenizer.json).
+    Hf,
+    /// One GGUF with every tensor dequantized to f32 and all metadata kept: the input of
+    /// `lmdensity quantize` and the base of a quantization sweep.
+    #[value(name = "gguf-f32")]
+    GgufF32,
+}
+
+/// Arguments of `quantize`.
+#[derive(Debug, Args, Clone)]
+pub struct QuantizeArgs {
+    /// An F32/F16/BF16 GGUF (e.g. from `convert --format gguf-f32`).
+    #[arg(long)]
+    pub input: PathBuf,
+    /// Target type: Q8_0, Q6_K, Q5_K_M, Q4_K_M, Q4_0, Q3_K_M, Q2_K.
+    #[arg(long = "type", short = 't')]
+    pub kind: String,
+    /// Output GGUF.
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Threads (default: all logical CPUs).
+    #[arg(long)]
+    pub threads: Option<u32>,
+}
+
+/// Arguments of `sweep-quant`.
+#[derive(Debug, Args, Clone)]
+pub struct SweepArgs {
+    /// Registry model id: its GGUF is dequantized to F32 (the base) and re-quantized.
+    pub model: String,
+    /// Types to make and measure, comma-separated.
+    #[arg(long, default_value = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q4_0,Q3_K_M,Q2_K")]
+    pub types: String,
+    /// Perplexity and KL-divergence corpus.
+    #[arg(long, short, default_value = "ptb-test")]
+    pub corpus: String,
+    /// Only the first N bytes of the corpus (whole lines).
+    #[arg(long, value_name = "N")]
+    pub corpus_bytes: Option<usize>,
+    /// Harness-mode window (default: min(model context, 2048)).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Tasks to score each variant on (`none`: no tasks).
+    #[arg(long, default_value = "arc_easy")]
+    pub tasks: String,
+    /// Items per task (first N; default: all).
+    #[arg(long)]
+    pub task_limit: Option<usize>,
+    /// Timed repetitions of the pp512 and tg128 speed tests.
+    #[arg(long, default_value_t = 3)]
+    pub bench_repetitions: usize,
+    /// Where the variants are made (default: the model cache's `quantized/<model>/`).
+    #[arg(long)]
+    pub work_dir: Option<PathBuf>,
+    /// Where the table goes: `sweep.json` and `sweep.md` (default: `<results-dir>/sweep-quant/<model>`).
+    #[arg(long, short)]
+    pub out: Option<PathBuf>,
+    /// Measure every variant again instead of keeping the rows already in `sweep.json`.
+    #[arg(long)]
+    pub fresh: bool,
 }
 
 /// Engines.
@@ -202,6 +276,9 @@ pub struct PplArgs {
     /// Corpus: ptb-test, ptb-valid, brown, lambada, or a path to a UTF-8 text file.
     #[arg(long, short, default_value = "ptb-test")]
     pub corpus: String,
+    /// Measure only the first N bytes of the corpus (whole lines; the run records the slice).
+    #[arg(long, value_name = "N")]
+    pub corpus_bytes: Option<usize>,
     /// Perplexity semantics.
     #[arg(long, value_enum, default_value = "harness")]
     pub mode: Mode,
@@ -211,7 +288,8 @@ pub struct PplArgs {
     /// llama.cpp mode: chunk length.
     #[arg(long, default_value_t = 512)]
     pub n_ctx: usize,
-    /// Continue the newest unfinished run with the same model and settings.
+    /// Continue the newest unfinished run with the same model and settings (a complete one
+    /// is reused as it is).
     #[arg(long)]
     pub resume: bool,
     /// KL divergence against a base run.

@@ -32,6 +32,7 @@ pub fn run() -> Result<ExitCode> {
             let ppl = |mode| PplArgs {
                 model: args.model.clone(),
                 corpus: args.corpus.clone(),
+                corpus_bytes: None,
                 mode,
                 max_length: None,
                 n_ctx: 512,
@@ -118,6 +119,14 @@ pub fn run() -> Result<ExitCode> {
             crate::engine::convert(&cli, args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Quantize(args) => {
+            crate::sweep::quantize_command(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SweepQuant(args) => {
+            crate::sweep::sweep_quant(&cli, args)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Report(args) => {
             if args.html.is_some() || args.md.is_some() {
                 crate::report::write_reports(&cli, args)?;
@@ -152,11 +161,21 @@ pub(crate) fn load_registry(cli: &Cli) -> Result<Registry> {
     }
 }
 
-fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
+/// `ppl`: perplexity runs of one model on one corpus, one per mode.
+pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
     let engine = load_engine(cli, &args.model)?;
     let (resolved, model, model_record) = (&engine.resolved, &engine.model, &engine.record);
     let fetcher = Fetcher::from_env(cli.quiet);
-    let corpus = corpus::load(&args.corpus, &fetcher)?;
+    let mut corpus = corpus::load(&args.corpus, &fetcher)?;
+    if let Some(bytes) = args.corpus_bytes {
+        corpus = corpus.truncated(bytes);
+        if corpus.n_bytes() == 0 {
+            bail!(
+                "--corpus-bytes {bytes} keeps no whole line of {}",
+                args.corpus
+            );
+        }
+    }
     let n_ctx_train = model.info().n_ctx_train;
     let modes: Vec<PerplexityMode> = {
         let harness = || -> Result<PerplexityMode> {
@@ -258,22 +277,33 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
                 }),
             );
         }
-        if let Some(path) = &kld.save_kld_base {
-            settings.insert(
-                "kld_base_saved".into(),
-                json!({"path": path.display().to_string(), "top_k": kld.kld_top_k}),
-            );
-        }
         let key = resume_key(&json!({
             "model_sha256": model_record.sha256,
             "backend": engine.backend_label(),
             "kind": "perplexity",
             "settings": settings,
         }));
-        let corpus_label = Path::new(&corpus.name)
-            .file_name()
-            .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
-        let label = format!("ppl-{}-{}", sanitize(&corpus_label), sanitize(mode.name()));
+        // Saving the distributions does not change the scores: not part of the key.
+        if let Some(path) = &kld.save_kld_base {
+            settings.insert(
+                "kld_base_saved".into(),
+                json!({"path": path.display().to_string(), "top_k": kld.kld_top_k}),
+            );
+        }
+        if args.resume && writer.is_none() {
+            if let Some(done) = store.find_complete(&key)? {
+                if !progress::is_quiet() {
+                    eprintln!(
+                        "{}: already complete in {}",
+                        label_of(&corpus, mode),
+                        done.dir.display()
+                    );
+                }
+                finished.push(done);
+                continue;
+            }
+        }
+        let label = label_of(&corpus, mode);
         let mut handle = open_run(&store, args.resume, &key, "windows", || {
             run_manifest(&engine, "perplexity", &label, settings, key.clone())
         })?;
@@ -312,6 +342,14 @@ fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<StoredRun>> {
         }
     }
     Ok(finished)
+}
+
+/// The run-directory label of a perplexity run: `ppl-<corpus file name>-<mode>`.
+fn label_of(corpus: &corpus::Corpus, mode: PerplexityMode) -> String {
+    let corpus_label = Path::new(&corpus.name)
+        .file_name()
+        .map_or(corpus.name.clone(), |n| n.to_string_lossy().into_owned());
+    format!("ppl-{}-{}", sanitize(&corpus_label), sanitize(mode.name()))
 }
 
 /// Reopens the newest unfinished run with `key` when resuming, else starts a new one from
@@ -377,7 +415,7 @@ pub(crate) fn with_progress<T>(
 }
 
 /// A file-name-safe version of `s`.
-fn sanitize(s: &str) -> String {
+pub(crate) fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '.' || c == '-' {

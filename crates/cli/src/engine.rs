@@ -14,7 +14,7 @@ use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
 use lmdensity_tokenizer::TextTokenizer;
 use serde_json::json;
 
-use crate::cli::{BackendChoice, Cli, ConvertArgs, DtypeChoice, ModelArgs};
+use crate::cli::{BackendChoice, Cli, ConvertArgs, ConvertFormat, DtypeChoice, ModelArgs};
 use crate::commands::load_registry;
 
 /// A loaded model on one engine.
@@ -383,6 +383,19 @@ fn dtype_of(choice: DtypeChoice) -> lmdensity_candle::DType {
 
 /// `lmdensity convert`: GGUF → HF directory with dequantized weights.
 pub(crate) fn convert(cli: &Cli, args: &ConvertArgs) -> Result<()> {
+    if args.format == ConvertFormat::GgufF32 {
+        let (resolved, _) = resolve_gguf(cli, &args.model, false)?;
+        let started = std::time::Instant::now();
+        let (label, done) = dequantize_gguf(resolved.weights(), &args.out)?;
+        println!(
+            "{}: {} tensors, {:.1} MB, {label}, in {:.1} s",
+            args.out.display(),
+            done.tensors,
+            done.bytes as f64 / 1e6,
+            started.elapsed().as_secs_f64()
+        );
+        return Ok(());
+    }
     let (resolved, registry_json) = resolve_gguf(cli, &args.model, true)?;
     let weights = resolved.weights().to_path_buf();
     let header = gguf::read(&weights)?;
@@ -417,4 +430,23 @@ pub(crate) fn convert(cli: &Cli, args: &ConvertArgs) -> Result<()> {
         }
     );
     Ok(())
+}
+
+/// Writes `gguf` dequantized to an F32 GGUF at `out` (refusing to overwrite a file); returns
+/// the new file's quantization label (`F32, dequantized from Q4_1`) and what was written.
+pub(crate) fn dequantize_gguf(
+    gguf: &Path,
+    out: &Path,
+) -> Result<(String, lmdensity_candle::convert::DequantizedGguf)> {
+    if out.exists() {
+        bail!("{}: already exists; choose a new file name", out.display());
+    }
+    let source = gguf::read(gguf)?.quantization();
+    let done = lmdensity_candle::convert::gguf_to_f32_gguf(
+        gguf,
+        out,
+        (gguf::DEQUANTIZED_FROM_KEY, &source),
+    )
+    .map_err(anyhow::Error::msg)?;
+    Ok((gguf::read(out)?.quantization(), done))
 }

@@ -10,6 +10,7 @@ mod compare;
 mod engine;
 mod evaluate;
 mod report;
+mod sweep;
 
 use std::process::ExitCode;
 

@@ -71,6 +71,36 @@ impl Corpus {
     pub fn joined(&self) -> String {
         self.documents.join("\n\n")
     }
+
+    /// The corpus cut to at most `max_bytes` of document text, in whole lines (a document
+    /// crossing the limit is cut after its last newline before it; later ones are dropped).
+    /// Named `<name>[..<bytes kept>]`, with its own sha256, so runs on a slice never pass for
+    /// runs on the whole corpus.
+    pub fn truncated(&self, max_bytes: usize) -> Corpus {
+        let mut kept = Vec::new();
+        let mut left = max_bytes;
+        for doc in &self.documents {
+            if doc.len() <= left {
+                left -= doc.len();
+                kept.push(doc.clone());
+                continue;
+            }
+            let mut cut = left;
+            while !doc.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            if let Some(end) = doc[..cut].rfind('\n') {
+                kept.push(doc[..=end].to_string());
+            }
+            break;
+        }
+        let bytes: usize = kept.iter().map(String::len).sum();
+        Corpus::new(
+            &format!("{}[..{bytes}]", self.name),
+            kept,
+            &format!("{}, first {bytes} bytes in whole lines", self.origin),
+        )
+    }
 }
 
 /// sha256 of PTB test as extracted (CRLF → LF), 449,945 bytes.
@@ -298,5 +328,18 @@ mod tests {
             msg.contains("nope.txt") && msg.contains("ptb-test"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn truncation_keeps_whole_lines_and_renames() {
+        let c = Corpus::new("c", vec!["ab\ncd\n".into(), "ef\ngh\n".into()], "test");
+        let t = c.truncated(9);
+        assert_eq!(
+            t.documents,
+            vec!["ab\ncd\n".to_string(), "ef\n".to_string()]
+        );
+        assert_eq!(t.name, "c[..9]");
+        assert_ne!(t.sha256, c.sha256);
+        assert_eq!(c.truncated(100).documents, c.documents);
     }
 }

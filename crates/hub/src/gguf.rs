@@ -103,8 +103,23 @@ impl GgufFile {
     }
 
     /// The quantization label: `general.file_type` as llama.cpp names it (`Q4_K_M`…), else the
-    /// most common tensor type.
+    /// most common tensor type; for files lmdensity made from a quantized GGUF
+    /// ([`DEQUANTIZED_FROM_KEY`]), where the weights came from: `F32, dequantized from Q4_1`,
+    /// `Q6_K, requantized from F32 dequantized from Q4_1`.
     pub fn quantization(&self) -> String {
+        let own = self.own_quantization();
+        match self
+            .metadata
+            .get(DEQUANTIZED_FROM_KEY)
+            .and_then(GgufValue::as_str)
+        {
+            Some(source) if own == "F32" => format!("F32, dequantized from {source}"),
+            Some(source) => format!("{own}, requantized from F32 dequantized from {source}"),
+            None => own,
+        }
+    }
+
+    fn own_quantization(&self) -> String {
         if let Some(ft) = self
             .metadata
             .get("general.file_type")
@@ -433,6 +448,10 @@ fn parse<R: Read>(r: &mut Reader<R>, len: u64) -> Result<GgufFile, String> {
         file_bytes: len,
     })
 }
+
+/// GGUF metadata key lmdensity writes into a GGUF dequantized from a quantized one (`lmdensity
+/// convert --gguf-f32`): the source's quantization.
+pub const DEQUANTIZED_FROM_KEY: &str = "lmdensity.dequantized_from";
 
 /// Writes a GGUF v3 file with the given metadata and f32 tensors (for test fixtures and small
 /// conversions). Tensor data is `(name, dims innermost-first, values)`.

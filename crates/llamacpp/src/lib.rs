@@ -91,6 +91,112 @@ pub fn build_features() -> String {
     sys::system_info()
 }
 
+/// Quantization types of the quantization sweep (llama.cpp's `llama_ftype`s of the same names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QuantType {
+    /// 8-bit, one scale per 32 weights.
+    Q8_0,
+    /// 6-bit k-quant.
+    Q6K,
+    /// 5-bit k-quant mix (medium).
+    Q5KM,
+    /// 4-bit k-quant mix (medium).
+    Q4KM,
+    /// 4-bit, one scale per 32 weights.
+    Q4_0,
+    /// 3-bit k-quant mix (medium).
+    Q3KM,
+    /// 2-bit k-quant.
+    Q2K,
+}
+
+impl QuantType {
+    /// The sweep's types, most bits first.
+    pub const ALL: [QuantType; 7] = [
+        QuantType::Q8_0,
+        QuantType::Q6K,
+        QuantType::Q5KM,
+        QuantType::Q4KM,
+        QuantType::Q4_0,
+        QuantType::Q3KM,
+        QuantType::Q2K,
+    ];
+
+    /// llama.cpp's name (`Q4_K_M`).
+    pub fn name(self) -> &'static str {
+        match self {
+            QuantType::Q8_0 => "Q8_0",
+            QuantType::Q6K => "Q6_K",
+            QuantType::Q5KM => "Q5_K_M",
+            QuantType::Q4KM => "Q4_K_M",
+            QuantType::Q4_0 => "Q4_0",
+            QuantType::Q3KM => "Q3_K_M",
+            QuantType::Q2K => "Q2_K",
+        }
+    }
+
+    /// The type called `name` (case-insensitive), if it is one of the sweep's.
+    pub fn parse(name: &str) -> Option<QuantType> {
+        QuantType::ALL
+            .into_iter()
+            .find(|q| q.name().eq_ignore_ascii_case(name))
+    }
+
+    fn ftype(self) -> llama_cpp_sys_2::llama_ftype {
+        use llama_cpp_sys_2 as s;
+        match self {
+            QuantType::Q8_0 => s::LLAMA_FTYPE_MOSTLY_Q8_0,
+            QuantType::Q6K => s::LLAMA_FTYPE_MOSTLY_Q6_K,
+            QuantType::Q5KM => s::LLAMA_FTYPE_MOSTLY_Q5_K_M,
+            QuantType::Q4KM => s::LLAMA_FTYPE_MOSTLY_Q4_K_M,
+            QuantType::Q4_0 => s::LLAMA_FTYPE_MOSTLY_Q4_0,
+            QuantType::Q3KM => s::LLAMA_FTYPE_MOSTLY_Q3_K_M,
+            QuantType::Q2K => s::LLAMA_FTYPE_MOSTLY_Q2_K,
+        }
+    }
+}
+
+/// Quantizes the GGUF `input` (F32/F16/BF16 weights) to `output` with llama.cpp's quantizer
+/// (`llama-quantize`'s defaults: no importance matrix, output and embedding types as llama.cpp
+/// chooses for the mix). Writes `output.partial` and renames it when llama.cpp succeeds, so an
+/// interrupted run never leaves a file that looks finished.
+pub fn quantize(
+    input: &Path,
+    output: &Path,
+    kind: QuantType,
+    threads: u32,
+    verbose: bool,
+) -> Result<(), BackendError> {
+    let fail = |reason: String| BackendError::Engine {
+        op: "llama_model_quantize",
+        reason,
+    };
+    if !input.is_file() {
+        return Err(fail(format!("{}: no such file", input.display())));
+    }
+    backend(verbose)?;
+    let partial = output.with_extension("gguf.partial");
+    let c_path = |p: &Path| {
+        std::ffi::CString::new(p.to_string_lossy().as_bytes())
+            .map_err(|_| fail(format!("{}: path holds a NUL byte", p.display())))
+    };
+    let status = sys::model_quantize(
+        &c_path(input)?,
+        &c_path(&partial)?,
+        kind.ftype(),
+        threads as i32,
+    );
+    if status != 0 {
+        let _ = std::fs::remove_file(&partial);
+        return Err(fail(format!(
+            "{} → {}: llama.cpp failed (status {status}); is the input a valid F32/F16 GGUF?",
+            input.display(),
+            kind.name()
+        )));
+    }
+    std::fs::rename(&partial, output).map_err(|e| fail(format!("{}: {e}", output.display())))
+}
+
 /// Whether this build can offload to a GPU.
 pub fn supports_gpu_offload() -> bool {
     cfg!(feature = "cuda")

@@ -18,3 +18,22 @@ pub(crate) fn system_info() -> String {
         .trim()
         .to_string()
 }
+
+/// `llama_model_quantize(input, output, params)` with llama.cpp's default parameters but the
+/// target file type and thread count; returns llama.cpp's status (0 = success).
+pub(crate) fn model_quantize(
+    input: &CStr,
+    output: &CStr,
+    ftype: llama_cpp_sys_2::llama_ftype,
+    threads: i32,
+) -> u32 {
+    // SAFETY: returns a plain struct by value; no pointers are involved.
+    let mut params = unsafe { llama_cpp_sys_2::llama_model_quantize_default_params() };
+    params.ftype = ftype;
+    params.nthread = threads;
+    // SAFETY: both paths are valid NUL-terminated strings that outlive the call; `params` is a
+    // fully initialised struct from llama.cpp's own defaults whose pointer fields (imatrix,
+    // overrides, pruned layers) are the defaults' nulls; llama.cpp reads it and does not keep
+    // the pointer after returning.
+    unsafe { llama_cpp_sys_2::llama_model_quantize(input.as_ptr(), output.as_ptr(), &params) }
+}
