@@ -15,6 +15,7 @@ mod curated;
 mod errors;
 mod hub;
 mod laws;
+mod quantization;
 mod real_models;
 mod report;
 mod tasks;

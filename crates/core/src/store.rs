@@ -359,6 +359,7 @@ mod tests {
             nll_sum: 12.5,
             nll_sq_sum: 20.0,
             n_greedy: 3,
+            comparison: None,
         })
     }
 
