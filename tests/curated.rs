@@ -73,3 +73,91 @@ fn curated_ptb_bits_per_byte_runs_are_complete_and_consistent() {
         );
     }
 }
+
+/// The quantization sweeps the README tables: every row comes from a perplexity run kept next
+/// to it (manifest and metrics), the labels say where the weights came from, and the recorded
+/// KLD order is the one the rows imply.
+#[test]
+fn curated_quantization_sweeps_match_their_runs_and_state_their_kld_order() {
+    let registry = Registry::load(&repo_root().join("models.toml")).expect("registry");
+    for (id, source) in [
+        ("smollm2-135m-instruct", "Q4_1"),
+        ("gemma-3-270m", "Q4_K_M"),
+    ] {
+        let dir = repo_root().join("results/curated/sweep-quant").join(id);
+        let table: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).expect("sweep.json"))
+                .expect("json");
+        let runs = ResultsStore::new(dir.join("runs")).runs().expect("runs");
+        let rows = table["rows"].as_array().expect("rows");
+        let names: Vec<&str> = rows
+            .iter()
+            .map(|r| r["variant"].as_str().expect("name"))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "F32",
+                &format!("{source} (source)"),
+                "Q8_0",
+                "Q6_K",
+                "Q5_K_M",
+                "Q4_K_M",
+                "Q4_0",
+                "Q3_K_M",
+                "Q2_K"
+            ],
+            "{id}"
+        );
+        assert_eq!(runs.len(), rows.len(), "{id}: one perplexity run per row");
+        let pinned = &registry.get(id).expect("entry").files[0].sha256;
+        let mut variants: Vec<(f64, f64, &str)> = Vec::new();
+        for row in rows {
+            let variant = row["variant"].as_str().expect("name");
+            let label = row["quantization"].as_str().expect("label");
+            match row["role"].as_str().expect("role") {
+                "base" => assert_eq!(label, format!("F32, dequantized from {source}")),
+                "source" => assert_eq!(label, source),
+                _ => assert_eq!(
+                    label,
+                    format!("{variant}, requantized from F32 dequantized from {source}")
+                ),
+            }
+            let run = runs
+                .iter()
+                .find(|r| r.manifest.model.quantization == label)
+                .unwrap_or_else(|| panic!("{id} {variant}: no run"));
+            if row["role"] == "source" {
+                assert_eq!(
+                    Some(&run.manifest.model.sha256),
+                    pinned.as_ref(),
+                    "{id}: the registry file"
+                );
+            }
+            let metrics = run.metrics.as_ref().expect("metrics");
+            let stored = |name: &str| metrics.get(name).map(|m| m.value);
+            assert_eq!(
+                Some(row["bits_per_byte"]["value"].as_f64().expect("bpb")),
+                stored("bits_per_byte"),
+                "{id} {variant}"
+            );
+            assert_eq!(
+                row["kld_mean"]["value"].as_f64(),
+                stored("kld_mean"),
+                "{id} {variant}"
+            );
+            if row["role"] == "variant" {
+                let kld = stored("kld_mean").expect("kld");
+                assert!(kld > 0.0 && kld < 5.0, "{id} {variant}: {kld}");
+                variants.push((row["bits_per_weight"].as_f64().expect("bpw"), kld, variant));
+            }
+        }
+        variants.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let monotonic = variants.windows(2).all(|w| w[1].1 > w[0].1);
+        assert_eq!(
+            table["kld_order"]["monotonic"].as_bool(),
+            Some(monotonic),
+            "{id}: {variants:?}"
+        );
+    }
+}

@@ -332,7 +332,7 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
             let bytes = writer.finish()?;
             if !progress::is_quiet() {
                 eprintln!(
-                    "KL-divergence base: {} ({rows} scored tokens × top-{} = {:.1} MB, {} bytes per token)",
+                    "KL-divergence base written to {} ({rows} scored tokens × top-{} = {:.1} MB, {} bytes per token)",
                     path.display(),
                     kld.kld_top_k,
                     bytes as f64 / 1e6,

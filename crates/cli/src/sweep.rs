@@ -468,6 +468,10 @@ pub fn sweep_quant(cli: &Cli, args: &SweepArgs) -> Result<()> {
         if saving {
             std::fs::rename(&base_partial, &base_file)
                 .with_context(|| base_file.display().to_string())?;
+            say(format!(
+                "base distributions stored in {}",
+                base_file.display()
+            ));
         }
         let ppl = ppl.into_iter().next().context("no perplexity run")?;
         let metrics = ppl

@@ -154,6 +154,13 @@ fn top_indices(values: &[f32], k: usize) -> Vec<usize> {
     if k == 0 {
         return Vec::new();
     }
+    if k.saturating_mul(16) > values.len() {
+        // A large share of the vocabulary: sort it all (stable, so ties keep index order).
+        let mut all: Vec<usize> = (0..values.len()).collect();
+        all.sort_by(|&a, &b| values[b].total_cmp(&values[a]));
+        all.truncate(k);
+        return all;
+    }
     // A sorted buffer of the best k so far; most values fail the threshold test at once.
     let mut best: Vec<(f32, usize)> = Vec::with_capacity(k + 1);
     for (i, &v) in values.iter().enumerate() {
@@ -621,6 +628,11 @@ mod tests {
         assert_eq!(top_indices(&v, 3), vec![5, 1, 3]);
         assert_eq!(top_indices(&v, 0), Vec::<usize>::new());
         assert_eq!(top_indices(&v, 10).len(), 6);
+        let wide: Vec<f32> = (0..1000).map(|i| ((i * 7919) % 1000) as f32).collect();
+        let mut sorted: Vec<usize> = (0..1000).collect();
+        sorted.sort_by(|&a, &b| wide[b].total_cmp(&wide[a]));
+        assert_eq!(top_indices(&wide, 20), sorted[..20]);
+        assert_eq!(top_indices(&wide, 500), sorted[..500]);
     }
 
     #[test]
