@@ -152,6 +152,19 @@ pub struct RunMetrics {
     pub metrics: Vec<Metric>,
 }
 
+impl Metric {
+    /// A metric: `name`, `value` ± `stderr` in `unit`, computed as `how` says.
+    pub fn new(name: &str, value: f64, stderr: Option<f64>, unit: &str, how: String) -> Metric {
+        Metric {
+            name: name.into(),
+            value,
+            stderr,
+            unit: unit.into(),
+            how,
+        }
+    }
+}
+
 impl RunMetrics {
     /// The metric called `name`, if present.
     pub fn get(&self, name: &str) -> Option<&Metric> {

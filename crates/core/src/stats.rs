@@ -47,6 +47,18 @@ impl Accumulator {
     }
 }
 
+/// Mean of `values` and its standard error, sample standard deviation / √n (as lm-eval's
+/// `mean_stderr`); `None` below two values. Two passes, so large means lose no precision.
+pub fn mean_and_stderr(values: &[f64]) -> (f64, Option<f64>) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    if values.len() < 2 {
+        return (mean, None);
+    }
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
+    (mean, Some((var / n).sqrt()))
+}
+
 /// Mean and sample standard deviation of `xs` (`None` for the sd below two values).
 pub fn mean_sd(xs: &[f64]) -> (f64, Option<f64>) {
     let mut acc = Accumulator::default();

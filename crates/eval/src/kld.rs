@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use lmdensity_backend::{log_softmax, TokenId};
 use lmdensity_core::schema::{Metric, WindowComparison, WindowSample};
+use lmdensity_core::stats::mean_and_stderr;
 use serde::{Deserialize, Serialize};
 
 /// Tokens per row stored by default.
@@ -443,17 +444,6 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
 }
 
-/// Mean and its standard error.
-fn mean_stderr(values: &[f64]) -> (f64, Option<f64>) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, None);
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, Some((var / n).sqrt()))
-}
-
 /// The KL-divergence metrics of a compared run (llama-perplexity's `--kl-divergence` report),
 /// or nothing when a window lacks its comparison. `top_k` is the base file's.
 pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric> {
@@ -481,18 +471,12 @@ pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric>
         return Vec::new();
     }
     let nf = n as f64;
-    let metric = |name: &str, value: f64, stderr: Option<f64>, unit: &str, how: String| Metric {
-        name: name.into(),
-        value,
-        stderr,
-        unit: unit.into(),
-        how,
-    };
+    let metric = Metric::new;
     let over = format!(
         "over {n} scored tokens, against the base's top-{top_k} tokens plus one bucket for the rest of the vocabulary"
     );
     let mut out = Vec::new();
-    let (kld_mean, kld_se) = mean_stderr(&kld);
+    let (kld_mean, kld_se) = mean_and_stderr(&kld);
     out.push(metric(
         "kld_mean",
         kld_mean,
@@ -521,7 +505,7 @@ pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric>
             format!("{q}th percentile of the per-token KLD (linear interpolation) {over}"),
         ));
     }
-    let (dp_mean, dp_se) = mean_stderr(&delta_p);
+    let (dp_mean, dp_se) = mean_and_stderr(&delta_p);
     out.push(metric(
         "delta_p_mean",
         dp_mean,
@@ -530,7 +514,7 @@ pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric>
         format!("mean of p_model(target) − p_base(target) over {n} scored tokens"),
     ));
     let squares: Vec<f64> = delta_p.iter().map(|d| d * d).collect();
-    let (ms, ms_se) = mean_stderr(&squares);
+    let (ms, ms_se) = mean_and_stderr(&squares);
     let rms = ms.sqrt();
     out.push(metric(
         "delta_p_rms",

@@ -511,13 +511,7 @@ pub fn metrics(
     let n = acc.n as f64;
     let mean = acc.mean();
     let se_mean = acc.stderr_of_mean();
-    let metric = |name: &str, value: f64, stderr: Option<f64>, unit: &str, how: String| Metric {
-        name: name.into(),
-        value,
-        stderr,
-        unit: unit.into(),
-        how,
-    };
+    let metric = Metric::new;
     let mut out = vec![
         metric(
             "tokens_scored",

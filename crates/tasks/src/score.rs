@@ -8,6 +8,7 @@ use lmdensity_core::{
     ChoiceScore, ItemSample, Metric, RunHandle, RunMetrics, RunStatus, Sample, SCHEMA_VERSION,
 };
 
+use lmdensity_core::stats::mean_and_stderr;
 use lmdensity_core::store::StoredRun;
 
 use crate::items::Item;
@@ -232,17 +233,6 @@ fn argmax(values: impl Iterator<Item = f64>) -> usize {
         }
     }
     best.0
-}
-
-/// Mean and its standard error (sample standard deviation / √n, as lm-eval's `mean_stderr`).
-fn mean_and_stderr(values: &[f64]) -> (f64, Option<f64>) {
-    let n = values.len() as f64;
-    let mean = values.iter().sum::<f64>() / n;
-    if values.len() < 2 {
-        return (mean, None);
-    }
-    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0);
-    (mean, Some((var / n).sqrt()))
 }
 
 /// The task's metrics over `samples`, named `<task>/<metric>`.
