@@ -204,48 +204,31 @@ fn quantize_and_kl_divergence_refuse_bad_input_naming_the_file() {
         all.extend_from_slice(args);
         lmdensity(dir.path(), &all)
     };
-    let ok = compare(&[
-        "--corpus",
-        s(&text),
-        "--max-length",
-        "64",
-        "--kld-base",
-        s(&base),
-    ]);
+    // The base's text and window length, or others.
+    let compare_on = |corpus: &Path, max_length: &str| {
+        compare(&[
+            "--corpus",
+            s(corpus),
+            "--max-length",
+            max_length,
+            "--kld-base",
+            s(&base),
+        ])
+    };
+    let ok = compare_on(&text, "64");
     assert!(ok.status.success(), "{}", stderr(&ok));
     // Another window length.
-    let out = compare(&[
-        "--corpus",
-        s(&text),
-        "--max-length",
-        "32",
-        "--kld-base",
-        s(&base),
-    ]);
+    let out = compare_on(&text, "32");
     refused(&out, &["base.kld", "windows of 64"]);
     // Another text.
     let other = dir.path().join("other.txt");
     std::fs::write(&other, "Something else entirely, and shorter.\n").expect("write");
-    let out = compare(&[
-        "--corpus",
-        s(&other),
-        "--max-length",
-        "64",
-        "--kld-base",
-        s(&base),
-    ]);
+    let out = compare_on(&other, "64");
     refused(&out, &["base.kld", "corpus"]);
     // A truncated base.
     let bytes = std::fs::read(&base).expect("read");
     std::fs::write(&base, &bytes[..bytes.len() - 7]).expect("write");
-    let out = compare(&[
-        "--corpus",
-        s(&text),
-        "--max-length",
-        "64",
-        "--kld-base",
-        s(&base),
-    ]);
+    let out = compare_on(&text, "64");
     refused(&out, &["base.kld", "truncated"]);
     // Both modes at once, and saving while resuming.
     let out = compare(&[
