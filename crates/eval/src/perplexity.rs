@@ -270,6 +270,9 @@ fn summarize(index: usize, first: usize, scores: &[TokenScore]) -> WindowSample 
     }
 }
 
+/// Base-file rows read at once when comparing.
+const BASE_ROWS_PER_READ: usize = 64;
+
 /// Scores one window, handling its distributions as `distributions` says; `first_row` is the
 /// window's first scored token's index over the whole run (its row in a base file).
 fn score_window(
@@ -319,29 +322,40 @@ fn score_window(
             (scored.map_err(backend)?, None)
         }
         Distributions::CompareWith(reader) => {
-            let base = reader.rows(first_row, targets.len())?;
-            if let Some((at, row)) = base
-                .iter()
-                .enumerate()
-                .find(|(at, row)| row.target != targets[*at])
-            {
-                return Err(KldError::Invalid {
-                    path: reader.path().to_path_buf(),
-                    reason: format!(
-                        "window {}, token {at}: the base scored token {}, this run token {}; the base was made with another tokenizer or corpus",
-                        window.index, row.target, targets[at]
-                    ),
-                }
-                .into());
-            }
+            // Base rows are read a chunk at a time: a whole-vocabulary base row is megabytes.
+            let mut chunk: Vec<crate::kld::BaseRow> = Vec::new();
             let mut comparer = WindowComparer::default();
             let scored = model.score_visiting(one, &mut |_, logits| {
                 let at = next;
                 next += 1;
-                let token = compare(&base[at], logits).map_err(|value| non_finite(at, value))?;
-                comparer.push(&base[at], &token);
+                if at % BASE_ROWS_PER_READ == 0 {
+                    let n = BASE_ROWS_PER_READ.min(targets.len() - at);
+                    match reader.rows(first_row + at as u64, n) {
+                        Ok(rows) => chunk = rows,
+                        Err(e) => {
+                            kld_failure = Some(e);
+                            return Err(stop());
+                        }
+                    }
+                }
+                let row = &chunk[at % BASE_ROWS_PER_READ];
+                if row.target != targets[at] {
+                    kld_failure = Some(KldError::Invalid {
+                        path: reader.path().to_path_buf(),
+                        reason: format!(
+                            "window {}, token {at}: the base scored token {}, this run token {}; the base was made with another tokenizer or corpus",
+                            window.index, row.target, targets[at]
+                        ),
+                    });
+                    return Err(stop());
+                }
+                let token = compare(row, logits).map_err(|value| non_finite(at, value))?;
+                comparer.push(row, &token);
                 Ok(())
             });
+            if let Some(e) = kld_failure {
+                return Err(e.into());
+            }
             (scored.map_err(backend)?, Some(comparer.finish()))
         }
     };
