@@ -241,7 +241,7 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
             Some(path) => Some(BaseWriter::create(path, &header)?),
             None => None,
         };
-        let settings: BTreeMap<String, serde_json::Value> = [
+        let mut settings: BTreeMap<String, serde_json::Value> = [
             ("corpus", json!(corpus.name)),
             ("corpus_sha256", json!(corpus.sha256)),
             ("corpus_origin", json!(corpus.origin)),
@@ -259,7 +259,6 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect();
-        let mut settings = settings;
         if let (Some(path), Some(reader)) = (&kld.kld_base, &reader) {
             let base = reader.header();
             settings.insert(

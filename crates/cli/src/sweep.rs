@@ -41,10 +41,9 @@ fn bits_per_weight(path: &Path) -> Result<f64> {
     let header = gguf::read(path)?;
     let mut bytes = 0u64;
     for t in &header.tensors {
-        let (name, block, block_bytes) = gguf::type_traits(t.ggml_type).with_context(|| {
+        let (_, block, block_bytes) = gguf::type_traits(t.ggml_type).with_context(|| {
             format!("{}: tensor {} has an unknown type", path.display(), t.name)
         })?;
-        let _ = name;
         bytes += t.n_elements().div_ceil(block) * block_bytes;
     }
     Ok(bytes as f64 * 8.0 / header.n_params().max(1) as f64)
@@ -436,20 +435,11 @@ pub fn sweep_quant(cli: &Cli, args: &SweepArgs) -> Result<()> {
         }
         say(format!("── {variant}: {}", path.display()));
         let base_ready = BaseReader::open(&base_file).is_ok();
-        let kld = match *role {
-            "base" if !base_ready => KldArgs {
-                save_kld_base: Some(base_partial.clone()),
-                ..KldArgs::default()
-            },
-            "base" => KldArgs::default(),
-            _ => KldArgs {
-                kld_base: Some(base_file.clone()),
-                ..KldArgs::default()
-            },
-        };
+        // The base run stores its distributions once; every other file is compared with them.
         let kld = KldArgs {
+            save_kld_base: (*role == "base" && !base_ready).then(|| base_partial.clone()),
+            kld_base: (*role != "base").then(|| base_file.clone()),
             kld_top_k: lmdensity_eval::kld::DEFAULT_TOP_K,
-            ..kld
         };
         let saving = kld.save_kld_base.is_some();
         let ppl = crate::commands::measure_perplexity(
