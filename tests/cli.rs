@@ -198,3 +198,50 @@ fn report_on_empty_store_says_so() {
     assert!(out.status.success());
     assert!(stdout(&out).contains("no runs"), "{}", stdout(&out));
 }
+
+/// The README's main job (`run`) on the default model, on a PTB slice instead of the whole test
+/// set: both modes, one complete run each, the table printed.
+#[test]
+fn real_main_job_runs_both_modes_on_the_default_model() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let results = tmp.path().join("results");
+    let full = tmp.path().join("ptb.txt");
+    let out = lmdensity(
+        tmp.path(),
+        &[
+            "--quiet",
+            "corpus",
+            "ptb-test",
+            "--output",
+            full.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = std::fs::read_to_string(&full).expect("ptb");
+    let cut = text[..8_000].rfind('\n').expect("a line");
+    std::fs::write(tmp.path().join("slice.txt"), &text[..=cut]).expect("write");
+    let out = lmdensity(
+        tmp.path(),
+        &[
+            "--quiet",
+            "--results-dir",
+            results.to_str().expect("utf-8"),
+            "run",
+            "--corpus",
+            "slice.txt",
+            "--threads",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    for expected in [
+        "smollm2-135m-instruct",
+        "bits_per_byte",
+        "llama.cpp/512",
+        "complete",
+    ] {
+        assert!(table.contains(expected), "{expected}: {table}");
+    }
+    assert_eq!(run_dirs(&results).len(), 2, "one run per mode");
+}

@@ -299,7 +299,7 @@ pub struct PplArgs {
 
 /// KL-divergence options of `ppl` (llama-perplexity's `--kl-divergence-base` and
 /// `--kl-divergence`).
-#[derive(Debug, Args, Clone, Default)]
+#[derive(Debug, Args, Clone)]
 pub struct KldArgs {
     /// Store every scored token's distribution (top-k plus residual mass) in FILE as the base
     /// of later KL-divergence runs; one pass, not resumable.
@@ -312,6 +312,17 @@ pub struct KldArgs {
     /// Tokens per row the base stores (with --save-kld-base).
     #[arg(long, default_value_t = lmdensity_eval::kld::DEFAULT_TOP_K)]
     pub kld_top_k: usize,
+}
+
+impl Default for KldArgs {
+    /// No KL divergence; the top-k a base would store is the command line's default.
+    fn default() -> Self {
+        KldArgs {
+            save_kld_base: None,
+            kld_base: None,
+            kld_top_k: lmdensity_eval::kld::DEFAULT_TOP_K,
+        }
+    }
 }
 
 /// Arguments of `run`.
