@@ -213,7 +213,6 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
     let store = ResultsStore::new(&cli.results_dir);
     let mut finished = Vec::new();
     for mode in modes {
-        let mut session = model.session(mode.context_needed())?;
         let header = BaseHeader {
             model: model_record.id.clone(),
             model_sha256: model_record.sha256.clone(),
@@ -235,10 +234,6 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
                     .map_err(|reason| anyhow::anyhow!("{}: {reason}", path.display()))?;
                 Some(reader)
             }
-            None => None,
-        };
-        let mut writer = match &kld.save_kld_base {
-            Some(path) => Some(BaseWriter::create(path, &header)?),
             None => None,
         };
         let mut settings: BTreeMap<String, serde_json::Value> = [
@@ -289,7 +284,7 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
                 json!({"path": path.display().to_string(), "top_k": kld.kld_top_k}),
             );
         }
-        if args.resume && writer.is_none() {
+        if args.resume && kld.save_kld_base.is_none() {
             if let Some(done) = store.find_complete(&key)? {
                 if !progress::is_quiet() {
                     eprintln!(
@@ -302,6 +297,12 @@ pub(crate) fn measure_perplexity(cli: &Cli, args: &PplArgs) -> Result<Vec<Stored
                 continue;
             }
         }
+        // The engine context and the base file are made only for a run that will compute.
+        let mut session = model.session(mode.context_needed())?;
+        let mut writer = match &kld.save_kld_base {
+            Some(path) => Some(BaseWriter::create(path, &header)?),
+            None => None,
+        };
         let label = label_of(&corpus, mode);
         let mut handle = open_run(&store, args.resume, &key, "windows", || {
             run_manifest(&engine, "perplexity", &label, settings, key.clone())
