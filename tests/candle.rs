@@ -341,3 +341,40 @@ fn candle_refuses_a_gguf_of_an_unsupported_architecture_naming_the_supported_one
         "{e}"
     );
 }
+
+/// Regression: the lm-eval-shaped results named the engine `lmdensity/llama.cpp` even for runs
+/// candle computed. The tiny generated GGUF (byte-level vocabulary, rebuilt by the tokenizer
+/// crate) scores two COPA items on each engine.
+#[test]
+fn lm_eval_json_names_the_engine_that_ran() {
+    let (dir, model, _) = tiny_setup();
+    for (backend, expected) in [
+        ("llama.cpp", "lmdensity/llama.cpp"),
+        ("candle", "lmdensity/candle-quantized"),
+    ] {
+        let json_path = dir.path().join(format!("{backend}.json"));
+        let out = lmdensity(
+            dir.path(),
+            &[
+                "--quiet",
+                "eval",
+                "--model-path",
+                model.to_str().expect("utf8"),
+                "--backend",
+                backend,
+                "--tasks",
+                "copa",
+                "--limit",
+                "2",
+                "--threads",
+                "1",
+                "--lm-eval-json",
+                json_path.to_str().expect("utf8"),
+            ],
+        );
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        let json: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&json_path).expect("written")).expect("json");
+        assert_eq!(json["config"]["model"], expected, "{backend}");
+    }
+}

@@ -189,6 +189,109 @@ fn models_lists_the_registry() {
             && t.contains("pythia-160m"),
         "{t}"
     );
+    // Regression: the sources column listed every PyPI chunk package (≈ 700 characters).
+    let widest = t.lines().map(|l| l.chars().count()).max().unwrap_or(0);
+    assert!(widest < 260, "a {widest}-character line:\n{t}");
+    assert!(
+        t.contains("more)"),
+        "chunk packages are counted, not listed: {t}"
+    );
+}
+
+/// Regression: bars draw on stderr but were switched by whether *stdout* is a terminal, so
+/// `lmdensity … > out.txt` lost them and `lmdensity … 2> log` wrote them into the log. Runs
+/// `fit gadre` (a spinner) under `script`, which gives it a terminal, with stdout sent to a
+/// file: the spinner must reach the terminal; with `--quiet` it must not.
+#[test]
+fn progress_follows_stderr_and_quiet_silences_it() {
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: util-linux `script` not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = |quiet: &str| {
+        let command = format!(
+            "{} fit gadre --bootstrap 300 {quiet} > out.txt",
+            bin().display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(dir.path())
+            .env("LMDENSITY_CACHE", shared_cache())
+            .output()
+            .expect("script");
+        assert!(out.status.success(), "{}", stderr(&out));
+        let table = std::fs::read_to_string(dir.path().join("out.txt")).expect("stdout file");
+        assert!(table.contains("held-out predictions"), "{table}");
+        stdout(&out)
+    };
+    let terminal = run("");
+    assert!(
+        terminal.contains("fitting Gadre"),
+        "no spinner on the terminal: {terminal:?}"
+    );
+    let quiet = run("--quiet");
+    assert!(!quiet.contains("fitting Gadre"), "--quiet drew: {quiet:?}");
+}
+
+/// Regression: main.rs documented an exit code 1 ("a measurement ran but failed") that never
+/// happened. What it documents now is what the binary does: 0 on success, 2 on bad input and on
+/// a failed measurement.
+#[test]
+fn exit_codes_are_the_documented_ones() {
+    let main_rs =
+        std::fs::read_to_string(repo_root().join("crates/cli/src/main.rs")).expect("main.rs");
+    assert!(main_rs.contains("Exit codes: 0 success; 2 bad input or a failed measurement"));
+    assert!(
+        !main_rs.contains(" 1 "),
+        "main.rs mentions another exit code"
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = lmdensity(dir.path(), &["models"]);
+    assert_eq!(out.status.code(), Some(0));
+    let out = lmdensity(dir.path(), &["ppl", "--model-path", "missing.gguf"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    // A measurement that fails part-way (corrupt samples of another run kind) also exits 2.
+    let (tiny, model, text) = tiny_setup();
+    let args = [
+        "ppl",
+        "--model-path",
+        model.to_str().expect("utf8"),
+        "--corpus",
+        text.to_str().expect("utf8"),
+        "--max-length",
+        "64",
+        "--threads",
+        "1",
+        "--quiet",
+    ];
+    assert!(lmdensity(tiny.path(), &args).status.success());
+    let run = run_dirs(&tiny.path().join("results")).remove(0);
+    std::fs::write(
+        run.join("samples.jsonl"),
+        "{\"type\":\"task_item\",\"index\":0,\"gold\":0,\"choices\":[]}\n",
+    )
+    .expect("samples");
+    std::fs::write(
+        run.join("metrics.json"),
+        std::fs::read_to_string(run.join("metrics.json"))
+            .expect("metrics")
+            .replace("\"complete\"", "\"partial\""),
+    )
+    .expect("metrics");
+    let mut resume = args.to_vec();
+    resume.push("--resume");
+    let out = lmdensity(tiny.path(), &resume);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("samples of another kind"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

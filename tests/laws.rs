@@ -15,6 +15,12 @@ fn fit_gadre_reproduces_the_papers_predictions_and_saves_the_analysis() {
     assert!(text.contains("rpj-open_lm_1b-32.0"), "{text}");
     assert!(text.contains("│ 2.5198    │ 2.5021   │ 0.71%"), "{text}");
     assert!(text.contains("│ 0.4925    │ 0.4752   │ 3.64%"), "{text}");
+    // Regression: the data was found through the source tree's path at run time; it is now
+    // built into the binary, and the output says so.
+    assert!(
+        text.contains("gadre-scaling/exp_data (shipped with lmdensity)"),
+        "{text}"
+    );
     let analyses: Vec<_> = std::fs::read_dir(dir.path().join("results/analyses"))
         .expect("analyses dir")
         .collect();
@@ -163,4 +169,51 @@ fn fit_runs_joins_the_stores_runs_per_model_and_refuses_too_few() {
         !store.join("analyses").exists(),
         "a refused fit writes nothing"
     );
+}
+
+/// Regression: `&date[..10]` panicked on a registry release date of "2024", and `--x N,D`
+/// was refused ("takes 2 input(s) … got 1"). A bare year is now reported in place and the
+/// model gets no `release_days`; a comma list is two fields.
+#[test]
+fn fit_runs_takes_comma_lists_and_reports_a_bare_year_date() {
+    let store = tempfile::tempdir().expect("tempdir");
+    let curated = repo_root().join("results/curated/ptb-test-harness");
+    for entry in std::fs::read_dir(&curated).expect("curated store") {
+        let run = entry.expect("entry").path();
+        if !run.join("manifest.json").is_file() {
+            continue;
+        }
+        let dest = store.path().join(run.file_name().expect("name"));
+        std::fs::create_dir_all(&dest).expect("mkdir");
+        for file in ["manifest.json", "metrics.json"] {
+            std::fs::copy(run.join(file), dest.join(file)).expect("copy");
+        }
+    }
+    let registry = std::fs::read_to_string(repo_root().join("models.toml"))
+        .expect("models.toml")
+        .replacen("release_date = \"2024-11\"", "release_date = \"2024\"", 1);
+    let registry_path = store.path().join("models.toml");
+    std::fs::write(&registry_path, registry).expect("registry");
+    let out = lmdensity(
+        store.path(),
+        &[
+            "--results-dir",
+            store.path().to_str().expect("utf8"),
+            "--registry",
+            registry_path.to_str().expect("utf8"),
+            "fit",
+            "runs",
+            "--law",
+            "chinchilla",
+            "--x",
+            "params,tokens",
+            "--y",
+            "bits_per_byte",
+        ],
+    );
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(2), "not a panic: {err}");
+    assert!(err.contains("gives only the year"), "{err}");
+    assert!(err.contains("cannot determine 5 parameters"), "{err}");
+    assert!(!err.contains("takes 2 input"), "{err}");
 }

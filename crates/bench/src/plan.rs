@@ -212,6 +212,28 @@ pub fn parse_sizes(flag: &str, text: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// Parses a size such as `8G`, `512M`, `100k` or `12345` into bytes (binary units), naming
+/// the flag on error.
+pub fn parse_bytes(flag: &str, text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (digits, unit) = t.split_at(t.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(t.len()));
+    let shift = match unit.to_ascii_uppercase().trim_end_matches(['B', 'I']) {
+        "" => 0,
+        "K" => 10,
+        "M" => 20,
+        "G" => 30,
+        "T" => 40,
+        _ => return Err(format!("{flag} {text:?}: unknown unit (use K, M, G or T)")),
+    };
+    let value: f64 = digits
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite() && *v > 0.0)
+        .ok_or_else(|| format!("{flag} {text:?}: not a positive size such as 8G"))?;
+    Ok((value * (1u64 << shift) as f64) as u64)
+}
+
 /// Parses `--pg` pairs: `512,128` or several as `512,128;1024,256`.
 pub fn parse_pairs(text: &str) -> Result<Vec<(u32, u32)>, String> {
     if text.trim().is_empty() {
@@ -230,6 +252,19 @@ pub fn parse_pairs(text: &str) -> Result<Vec<(u32, u32)>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn budgets_parse_with_binary_units() {
+        assert_eq!(parse_bytes("--memory-budget", "8G").expect("8G"), 8 << 30);
+        assert_eq!(
+            parse_bytes("--memory-budget", "512MiB").expect("MiB"),
+            512 << 20
+        );
+        assert_eq!(parse_bytes("--memory-budget", "1.5k").expect("k"), 1536);
+        assert_eq!(parse_bytes("--memory-budget", "100").expect("bytes"), 100);
+        assert!(parse_bytes("--memory-budget", "-1G").is_err());
+        assert!(parse_bytes("--memory-budget", "8X").is_err());
+    }
 
     #[test]
     fn names_follow_llama_bench() {

@@ -5,6 +5,8 @@ use std::path::Path;
 use candle_core::quantized::gguf_file;
 use serde_json::Value;
 
+use crate::error::CandleError;
+
 /// Decoder families this backend runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Architecture {
@@ -104,25 +106,32 @@ impl DecoderConfig {
     }
 
     /// Reads the metadata of a GGUF (`path` for error messages).
-    pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self, String> {
+    pub fn from_gguf(content: &gguf_file::Content, path: &Path) -> Result<Self, CandleError> {
         let md = &content.metadata;
         let arch_name = md
             .get("general.architecture")
             .and_then(|v| v.to_string().ok())
-            .ok_or("no general.architecture in the metadata")?;
+            .ok_or_else(|| CandleError::MissingMetadata {
+                key: "general.architecture".into(),
+            })?;
         let architecture = Architecture::from_gguf(arch_name).ok_or_else(|| {
-            format!("architecture `{arch_name}` is not supported by the candle backend; supported: {SUPPORTED}")
+            CandleError::UnsupportedArchitecture {
+                name: arch_name.clone(),
+            }
         })?;
         let key = |k: &str| format!("{arch_name}.{k}");
-        let uint = |k: &str| -> Result<usize, String> {
+        let uint = |k: &str| -> Result<usize, CandleError> {
             let full = key(k);
-            let v = md
-                .get(&full)
-                .ok_or_else(|| format!("no {full} in the metadata"))?;
+            let Some(v) = md.get(&full) else {
+                return Err(CandleError::MissingMetadata { key: full });
+            };
             v.to_u32()
                 .map(|x| x as usize)
                 .or_else(|_| v.to_u64().map(|x| x as usize))
-                .map_err(|e| format!("{full}: {e}"))
+                .map_err(|source| CandleError::MetadataType {
+                    key: full,
+                    source: source.into(),
+                })
         };
         let float = |k: &str| -> Option<f64> {
             md.get(&key(k))
@@ -136,7 +145,7 @@ impl DecoderConfig {
             .tensor_infos
             .get("token_embd.weight")
             .map(|t| t.shape.dims().first().copied().unwrap_or(0))
-            .ok_or("no token_embd.weight tensor")?;
+            .ok_or(CandleError::NoEmbedding)?;
         let sliding_window = match architecture {
             Architecture::Gemma3 => Some(uint("attention.sliding_window")?),
             _ => None,
@@ -146,10 +155,10 @@ impl DecoderConfig {
             .and_then(|v| v.to_string().ok())
         {
             if kind != "none" && kind != "linear" {
-                return Err(format!(
-                    "{}: RoPE scaling `{kind}` is not implemented by the candle backend",
-                    path.display()
-                ));
+                return Err(CandleError::UnsupportedGgufRopeScaling {
+                    file: path.to_path_buf(),
+                    kind: kind.clone(),
+                });
             }
         }
         let config = DecoderConfig {
@@ -196,7 +205,7 @@ impl DecoderConfig {
 
     /// Reads an HF `config.json` (already parsed); `add_bos` comes from
     /// `tokenizer_config.json` when the directory has one.
-    pub fn from_hf(json: &Value, add_bos: Option<bool>) -> Result<Self, String> {
+    pub fn from_hf(json: &Value, add_bos: Option<bool>) -> Result<Self, CandleError> {
         // Multimodal Gemma 3 checkpoints nest the decoder under text_config.
         let root = json;
         let cfg = json.get("text_config").unwrap_or(json);
@@ -204,22 +213,18 @@ impl DecoderConfig {
             .get("model_type")
             .or_else(|| root.get("model_type"))
             .and_then(Value::as_str)
-            .ok_or("no model_type")?;
+            .ok_or(CandleError::NoModelType)?;
         let architecture = match model_type {
             "llama" => Architecture::Llama,
             "qwen2" => Architecture::Qwen2,
             "gemma3_text" | "gemma3" => Architecture::Gemma3,
-            other => {
-                return Err(format!(
-                    "model_type `{other}` is not supported by the candle backend; supported: {SUPPORTED}"
-                ))
-            }
+            other => return Err(CandleError::UnsupportedModelType { name: other.into() }),
         };
-        let uint = |k: &str| -> Result<usize, String> {
+        let uint = |k: &str| -> Result<usize, CandleError> {
             cfg.get(k)
                 .and_then(Value::as_u64)
                 .map(|v| v as usize)
-                .ok_or_else(|| format!("no integer `{k}`"))
+                .ok_or_else(|| CandleError::MissingField { key: k.into() })
         };
         let float = |k: &str| cfg.get(k).and_then(Value::as_f64);
         let token = |k: &str| {
@@ -242,9 +247,7 @@ impl DecoderConfig {
                 .and_then(Value::as_str)
                 .unwrap_or("?");
             if kind != "linear" && kind != "default" {
-                return Err(format!(
-                    "rope_scaling `{kind}` is not implemented by the candle backend"
-                ));
+                return Err(CandleError::UnsupportedHfRopeScaling { kind: kind.into() });
             }
             rope_linear_factor = scaling
                 .get("factor")
@@ -331,7 +334,7 @@ impl DecoderConfig {
         v
     }
 
-    fn check(&self) -> Result<(), String> {
+    fn check(&self) -> Result<(), CandleError> {
         if self.hidden_size == 0
             || self.n_layers == 0
             || self.n_heads == 0
@@ -339,19 +342,18 @@ impl DecoderConfig {
             || self.head_dim == 0
             || self.vocab_size == 0
         {
-            return Err(format!("degenerate shape: {self:?}"));
+            return Err(CandleError::DegenerateShape(Box::new(self.clone())));
         }
         if self.n_heads % self.n_kv_heads != 0 {
-            return Err(format!(
-                "{} query heads are not a multiple of {} key/value heads",
-                self.n_heads, self.n_kv_heads
-            ));
+            return Err(CandleError::HeadsNotMultiple {
+                heads: self.n_heads,
+                kv_heads: self.n_kv_heads,
+            });
         }
         if self.head_dim % 2 != 0 {
-            return Err(format!(
-                "head_dim {} is odd: RoPE needs pairs",
-                self.head_dim
-            ));
+            return Err(CandleError::OddHeadDim {
+                head_dim: self.head_dim,
+            });
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use candle_core::{DType, Tensor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Architecture, DecoderConfig};
+use crate::error::CandleError;
 use crate::weights::{hf_name, WeightSource};
 use crate::PROVENANCE_FILE;
 
@@ -39,14 +40,14 @@ impl Provenance {
     }
 
     /// Reads `dir`'s provenance file, if it has one.
-    pub fn read(dir: &Path) -> Result<Option<Self>, String> {
+    pub fn read(dir: &Path) -> Result<Option<Self>, CandleError> {
         let path = dir.join(PROVENANCE_FILE);
         match std::fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text)
                 .map(Some)
-                .map_err(|e| format!("{}: {e}", path.display())),
+                .map_err(|source| CandleError::BadJson { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("{}: {e}", path.display())),
+            Err(source) => Err(CandleError::Io { path, source }),
         }
     }
 }
@@ -77,6 +78,15 @@ fn unpermute(t: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
         .reshape(dims)
 }
 
+/// An error on tensor `name` of `gguf`.
+fn tensor_error(gguf: &Path) -> impl Fn(&str, candle_core::Error) -> CandleError + '_ {
+    move |name, source| CandleError::TensorOp {
+        file: gguf.to_path_buf(),
+        tensor: name.into(),
+        source: source.into(),
+    }
+}
+
 /// Converts `gguf` into an HF directory `out` (created; must not hold a model already).
 /// `tokenizer_json` is written as the directory's tokenizer.json; `provenance` is recorded.
 pub fn gguf_to_hf(
@@ -85,12 +95,11 @@ pub fn gguf_to_hf(
     dtype: DType,
     tokenizer: &lmdensity_tokenizer::TextTokenizer,
     provenance: &Provenance,
-) -> Result<Converted, String> {
+) -> Result<Converted, CandleError> {
     if out.join("config.json").exists() || out.join("model.safetensors").exists() {
-        return Err(format!(
-            "{}: already holds a model; choose an empty directory",
-            out.display()
-        ));
+        return Err(CandleError::OutputNotEmpty {
+            dir: out.to_path_buf(),
+        });
     }
     let mut source = WeightSource::gguf(gguf)?;
     let names = source.names();
@@ -98,10 +107,10 @@ pub fn gguf_to_hf(
         content, reader, ..
     } = &mut source
     else {
-        return Err("internal: not a GGUF".into());
+        return Err(CandleError::Internal("not a GGUF".into()));
     };
     let config = DecoderConfig::from_gguf(content, gguf)?;
-    let fail = |name: &str, e: candle_core::Error| format!("{}: {name}: {e}", gguf.display());
+    let fail = tensor_error(gguf);
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     let mut skipped = Vec::new();
     for name in &names {
@@ -130,34 +139,31 @@ pub fn gguf_to_hf(
         tensors.insert(hf, t);
     }
     let tied = !content.tensor_infos.contains_key("output.weight");
-    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::create_dir_all(out).map_err(CandleError::io(out))?;
     let weights = out.join("model.safetensors");
     let partial = out.join("model.safetensors.partial");
-    candle_core::safetensors::save(&tensors, &partial)
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
-    std::fs::rename(&partial, &weights).map_err(|e| format!("{}: {e}", weights.display()))?;
+    candle_core::safetensors::save(&tensors, &partial).map_err(|source| CandleError::File {
+        path: partial.clone(),
+        source: source.into(),
+    })?;
+    std::fs::rename(&partial, &weights).map_err(CandleError::io(&weights))?;
     let dtype_name = match dtype {
         DType::BF16 => "bfloat16",
         DType::F16 => "float16",
         _ => "float32",
     };
-    let write_json = |file: &str, value: &serde_json::Value| -> Result<(), String> {
+    let write_json = |file: &str, value: &serde_json::Value| -> Result<(), CandleError> {
         let path = out.join(file);
-        let text = serde_json::to_string_pretty(value).map_err(|e| e.to_string())?;
-        std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))
+        let text = serde_json::to_string_pretty(value)?;
+        std::fs::write(&path, text).map_err(CandleError::io(path))
     };
     write_json("config.json", &config.to_hf(dtype_name, tied))?;
     write_json(
         "tokenizer_config.json",
         &serde_json::json!({ "add_bos_token": config.add_bos, "add_eos_token": false }),
     )?;
-    tokenizer
-        .save(&out.join("tokenizer.json"))
-        .map_err(|e| e.to_string())?;
-    write_json(
-        PROVENANCE_FILE,
-        &serde_json::to_value(provenance).map_err(|e| e.to_string())?,
-    )?;
+    tokenizer.save(&out.join("tokenizer.json"))?;
+    write_json(PROVENANCE_FILE, &serde_json::to_value(provenance)?)?;
     let bytes = std::fs::metadata(&weights).map(|m| m.len()).unwrap_or(0);
     Ok(Converted {
         dir: out.to_path_buf(),
@@ -185,15 +191,15 @@ pub fn gguf_to_f32_gguf(
     gguf: &Path,
     out: &Path,
     provenance: (&str, &str),
-) -> Result<DequantizedGguf, String> {
+) -> Result<DequantizedGguf, CandleError> {
     use candle_core::quantized::{gguf_file, GgmlDType, QTensor};
-    let fail = |name: &str, e: candle_core::Error| format!("{}: {name}: {e}", gguf.display());
+    let fail = tensor_error(gguf);
     let mut source = WeightSource::gguf(gguf)?;
     let WeightSource::Gguf {
         content, reader, ..
     } = &mut source
     else {
-        return Err("internal: not a GGUF".into());
+        return Err(CandleError::Internal("not a GGUF".into()));
     };
     let mut names: Vec<(u64, String)> = content
         .tensor_infos
@@ -227,18 +233,23 @@ pub fn gguf_to_f32_gguf(
     metadata.sort_by(|a, b| a.0.cmp(&b.0));
     let partial = out.with_extension("gguf.partial");
     if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(CandleError::io(parent))?;
     }
-    let io = |e: std::io::Error| format!("{}: {e}", partial.display());
+    let io = |source: std::io::Error| CandleError::Io {
+        path: partial.clone(),
+        source,
+    };
     let mut file = std::io::BufWriter::new(std::fs::File::create(&partial).map_err(io)?);
     let meta_refs: Vec<(&str, &gguf_file::Value)> =
         metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let tensor_refs: Vec<(&str, &QTensor)> = tensors.iter().map(|(k, t)| (k.as_str(), t)).collect();
-    gguf_file::write(&mut file, &meta_refs, &tensor_refs)
-        .map_err(|e| format!("{}: {e}", partial.display()))?;
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs).map_err(|source| CandleError::File {
+        path: partial.clone(),
+        source: source.into(),
+    })?;
     std::io::Write::flush(&mut file).map_err(io)?;
     drop(file);
-    std::fs::rename(&partial, out).map_err(|e| format!("{}: {e}", out.display()))?;
+    std::fs::rename(&partial, out).map_err(CandleError::io(out))?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(DequantizedGguf {
         tensors: tensors.len(),

@@ -10,6 +10,7 @@ use candle_nn::ops::{rms_norm, softmax_last_dim};
 use candle_nn::rotary_emb::{rope, rope_i};
 
 use crate::config::{Architecture, DecoderConfig, RopeStyle};
+use crate::error::CandleError;
 use crate::weights::{Linear, WeightSource};
 
 struct Layer {
@@ -122,7 +123,7 @@ impl Decoder {
     pub fn load(
         config: DecoderConfig,
         source: &mut WeightSource,
-    ) -> std::result::Result<Self, String> {
+    ) -> std::result::Result<Self, CandleError> {
         let c = &config;
         let gemma = c.architecture == Architecture::Gemma3;
         let hf_gemma = gemma && source.is_hf();
@@ -133,7 +134,10 @@ impl Decoder {
         let norm = |source: &mut WeightSource, name: &str, len: usize| {
             let w = source.vector(name, len)?;
             if hf_gemma {
-                (w + 1.0).map_err(|e| format!("{name}: {e}"))
+                (w + 1.0).map_err(|source| CandleError::NormWeight {
+                    tensor: name.into(),
+                    source: source.into(),
+                })
             } else {
                 Ok(w)
             }

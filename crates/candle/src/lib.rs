@@ -12,6 +12,7 @@ pub mod bench;
 pub mod config;
 pub mod convert;
 pub mod decoder;
+pub mod error;
 pub mod weights;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +27,8 @@ use lmdensity_tokenizer::TextTokenizer;
 use crate::config::DecoderConfig;
 use crate::decoder::{Decoder, DecoderState};
 use crate::weights::WeightSource;
+
+pub use crate::error::CandleError;
 
 /// Version of candle this backend is built on, recorded in manifests.
 pub const CANDLE_VERSION: &str = "0.11.1";
@@ -107,10 +110,11 @@ fn thread_pool(threads: usize) -> Result<rayon::ThreadPool, BackendError> {
         })
 }
 
-fn load_error(path: &Path, reason: impl Into<String>) -> BackendError {
+/// A [`BackendError::Load`] for `path`, saying why (a [`CandleError`] or a message).
+fn load_error(path: &Path, reason: impl std::fmt::Display) -> BackendError {
     BackendError::Load {
         path: path.display().to_string(),
-        reason: reason.into(),
+        reason: reason.to_string(),
     }
 }
 

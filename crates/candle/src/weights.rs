@@ -13,6 +13,7 @@ use candle_core::quantized::{gguf_file, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Tensor};
 
 use crate::config::Architecture;
+use crate::error::CandleError;
 
 /// A weight matrix `(out, in)` and its optional bias, applied as `x·Wᵀ + b`.
 #[derive(Debug, Clone)]
@@ -136,20 +137,26 @@ pub enum WeightSource {
     },
 }
 
-fn shape_error(file: &Path, name: &str, got: &[usize], want: &[usize]) -> String {
-    format!(
-        "{}: tensor {name} has shape {got:?} but the config implies {want:?} (weights and config.json disagree)",
-        file.display()
-    )
+fn shape_error(file: &Path, name: &str, got: &[usize], want: &[usize]) -> CandleError {
+    CandleError::Shape {
+        file: file.to_path_buf(),
+        tensor: name.to_string(),
+        got: got.to_vec(),
+        want: want.to_vec(),
+    }
 }
 
 impl WeightSource {
     /// Opens a GGUF file.
-    pub fn gguf(path: &Path) -> Result<Self, String> {
-        let file = File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    pub fn gguf(path: &Path) -> Result<Self, CandleError> {
+        let file = File::open(path).map_err(CandleError::io(path))?;
         let mut reader = BufReader::new(file);
-        let content = gguf_file::Content::read(&mut reader)
-            .map_err(|e| format!("{}: not a readable GGUF: {e}", path.display()))?;
+        let content = gguf_file::Content::read(&mut reader).map_err(|source| {
+            CandleError::UnreadableGguf {
+                path: path.to_path_buf(),
+                source: source.into(),
+            }
+        })?;
         Ok(WeightSource::Gguf {
             path: path.to_path_buf(),
             content,
@@ -162,24 +169,35 @@ impl WeightSource {
         dir: &Path,
         architecture: Architecture,
         dtype: DType,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, CandleError> {
         let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| format!("{}: {e}", dir.display()))?
+            .map_err(CandleError::io(dir))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
             .collect();
         shards.sort();
         if shards.is_empty() {
-            return Err(format!("{}: no *.safetensors files", dir.display()));
+            return Err(CandleError::NoSafetensors {
+                dir: dir.to_path_buf(),
+            });
         }
         let mut tensors = HashMap::new();
         for shard in shards {
-            let bytes = std::fs::read(&shard).map_err(|e| format!("{}: {e}", shard.display()))?;
+            let bytes = std::fs::read(&shard).map_err(CandleError::io(&shard))?;
             // The safetensors crate names what is wrong with a header (length, JSON, offsets).
-            safetensors::SafeTensors::deserialize(&bytes)
-                .map_err(|e| format!("{}: corrupt safetensors file: {e}", shard.display()))?;
-            let loaded = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-                .map_err(|e| format!("{}: {e}", shard.display()))?;
+            safetensors::SafeTensors::deserialize(&bytes).map_err(|source| {
+                CandleError::CorruptSafetensors {
+                    path: shard.clone(),
+                    source,
+                }
+            })?;
+            let loaded =
+                candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|source| {
+                    CandleError::File {
+                        path: shard.clone(),
+                        source: source.into(),
+                    }
+                })?;
             for (name, t) in loaded {
                 // Multimodal Gemma 3 checkpoints prefix the text decoder.
                 let name = name
@@ -216,51 +234,63 @@ impl WeightSource {
         }
     }
 
-    fn missing(&self, gguf_name: &str) -> String {
+    fn missing(&self, gguf_name: &str) -> CandleError {
         match self {
-            WeightSource::Gguf { path, .. } => {
-                format!("{}: missing tensor {gguf_name}", path.display())
-            }
+            WeightSource::Gguf { path, .. } => CandleError::MissingGgufTensor {
+                file: path.clone(),
+                tensor: gguf_name.into(),
+            },
             WeightSource::Safetensors {
                 dir, architecture, ..
-            } => format!(
-                "{}: missing tensor {} (truncated checkpoint, or config.json for another model?)",
-                dir.display(),
-                hf_name(*architecture, gguf_name).unwrap_or_else(|| gguf_name.into())
-            ),
+            } => CandleError::MissingCheckpointTensor {
+                dir: dir.clone(),
+                tensor: hf_name(*architecture, gguf_name).unwrap_or_else(|| gguf_name.into()),
+            },
         }
     }
 
     /// A quantized tensor from a GGUF, its shape checked.
-    fn qtensor(&mut self, gguf_name: &str, want: &[usize]) -> Result<QTensor, String> {
+    fn qtensor(&mut self, gguf_name: &str, want: &[usize]) -> Result<QTensor, CandleError> {
         let WeightSource::Gguf {
             path,
             content,
             reader,
         } = self
         else {
-            return Err("internal: qtensor on safetensors".into());
+            return Err(CandleError::Internal("qtensor on safetensors".into()));
         };
-        let info = content
-            .tensor_infos
-            .get(gguf_name)
-            .ok_or_else(|| format!("{}: missing tensor {gguf_name}", path.display()))?;
+        let info =
+            content
+                .tensor_infos
+                .get(gguf_name)
+                .ok_or_else(|| CandleError::MissingGgufTensor {
+                    file: path.clone(),
+                    tensor: gguf_name.into(),
+                })?;
         if info.shape.dims() != want {
             return Err(shape_error(path, gguf_name, info.shape.dims(), want));
         }
         content
             .tensor(reader, gguf_name, &Device::Cpu)
-            .map_err(|e| format!("{}: tensor {gguf_name}: {e}", path.display()))
+            .map_err(|source| CandleError::ReadTensor {
+                file: path.clone(),
+                tensor: gguf_name.into(),
+                source: source.into(),
+            })
     }
 
     /// A dense tensor (HF names mapped), shape checked, as stored.
-    fn dense(&mut self, gguf_name: &str, want: &[usize]) -> Result<Tensor, String> {
+    fn dense(&mut self, gguf_name: &str, want: &[usize]) -> Result<Tensor, CandleError> {
         match self {
             WeightSource::Gguf { path, .. } => {
                 let path = path.clone();
                 let q = self.qtensor(gguf_name, want)?;
                 q.dequantize(&Device::Cpu)
-                    .map_err(|e| format!("{}: tensor {gguf_name}: {e}", path.display()))
+                    .map_err(|source| CandleError::ReadTensor {
+                        file: path,
+                        tensor: gguf_name.into(),
+                        source: source.into(),
+                    })
             }
             WeightSource::Safetensors {
                 tensors,
@@ -269,13 +299,14 @@ impl WeightSource {
                 ..
             } => {
                 let name = hf_name(*architecture, gguf_name)
-                    .ok_or_else(|| format!("internal: no HF name for {gguf_name}"))?;
-                let (t, shard) = tensors.get(&name).ok_or_else(|| {
-                    format!(
-                        "{}: missing tensor {name} (truncated checkpoint, or config.json for another model?)",
-                        dir.display()
-                    )
-                })?;
+                    .ok_or_else(|| CandleError::Internal(format!("no HF name for {gguf_name}")))?;
+                let (t, shard) =
+                    tensors
+                        .get(&name)
+                        .ok_or_else(|| CandleError::MissingCheckpointTensor {
+                            dir: dir.clone(),
+                            tensor: name.clone(),
+                        })?;
                 if t.dims() != want {
                     return Err(shape_error(shard, &name, t.dims(), want));
                 }
@@ -285,14 +316,18 @@ impl WeightSource {
     }
 
     /// A vector (norm weight, bias) as f32.
-    pub fn vector(&mut self, gguf_name: &str, len: usize) -> Result<Tensor, String> {
+    pub fn vector(&mut self, gguf_name: &str, len: usize) -> Result<Tensor, CandleError> {
         if !self.has(gguf_name) {
             return Err(self.missing(gguf_name));
         }
         let place = self.where_().to_path_buf();
         self.dense(gguf_name, &[len])?
             .to_dtype(DType::F32)
-            .map_err(|e| format!("{}: {gguf_name}: {e}", place.display()))
+            .map_err(|source| CandleError::TensorOp {
+                file: place,
+                tensor: gguf_name.into(),
+                source: source.into(),
+            })
     }
 
     /// A matrix `(out, in)` with an optional bias `gguf_name` with `.weight` replaced by `.bias`.
@@ -302,7 +337,7 @@ impl WeightSource {
         out: usize,
         inp: usize,
         with_bias: bool,
-    ) -> Result<Linear, String> {
+    ) -> Result<Linear, CandleError> {
         if !self.has(gguf_name) {
             return Err(self.missing(gguf_name));
         }
@@ -313,7 +348,11 @@ impl WeightSource {
             None
         };
         let place = self.where_().to_path_buf();
-        let fail = |e: candle_core::Error| format!("{}: {gguf_name}: {e}", place.display());
+        let fail = |source: candle_core::Error| CandleError::TensorOp {
+            file: place.clone(),
+            tensor: gguf_name.into(),
+            source: source.into(),
+        };
         match self {
             WeightSource::Gguf { .. } => {
                 let q = self.qtensor(gguf_name, &[out, inp])?;

@@ -1,9 +1,12 @@
-//! Command-line arguments (clap derive). Values here are parsed but not yet checked against
-//! files or hardware; `commands` does that.
+//! Command-line arguments (clap derive) and their conversion into jobs. Values here are parsed
+//! but not yet checked against files or hardware; the jobs do that. Defaults come from the
+//! jobs' own constants, so the command line and the library cannot disagree.
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lmdensity_jobs as jobs;
+use lmdensity_jobs::{ModelSpec, PerplexityJob, TaskJob};
 
 /// Measure open language models — perplexity (lm-eval and llama.cpp semantics) and downstream
 /// tasks through llama.cpp, with a model registry, verified fetching and a resumable results
@@ -22,7 +25,7 @@ pub struct Cli {
         env = "LMDENSITY_RESULTS"
     )]
     pub results_dir: PathBuf,
-    /// No progress bars or chatter (bars are also off when stdout is not a terminal).
+    /// No progress bars or chatter (bars are also off when stderr is not a terminal).
     #[arg(long, short, global = true)]
     pub quiet: bool,
     /// Let llama.cpp print its own logs to stderr.
@@ -144,7 +147,7 @@ pub struct ModelArgs {
     #[arg(long, short)]
     pub threads: Option<u32>,
     /// Tokens per llama_decode call.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = ModelSpec::DEFAULT_BATCH_SIZE)]
     pub batch_size: u32,
     /// Layers to offload to the GPU (builds with `--features cuda`).
     #[arg(long, default_value_t = 0)]
@@ -274,7 +277,7 @@ pub struct PplArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Corpus: ptb-test, ptb-valid, brown, lambada, or a path to a UTF-8 text file.
-    #[arg(long, short, default_value = "ptb-test")]
+    #[arg(long, short, default_value = PerplexityJob::DEFAULT_CORPUS)]
     pub corpus: String,
     /// Measure only the first N bytes of the corpus (whole lines; the run records the slice).
     #[arg(long, value_name = "N")]
@@ -286,7 +289,7 @@ pub struct PplArgs {
     #[arg(long)]
     pub max_length: Option<usize>,
     /// llama.cpp mode: chunk length.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = PerplexityJob::DEFAULT_N_CTX)]
     pub n_ctx: usize,
     /// Continue the newest unfinished run with the same model and settings (a complete one
     /// is reused as it is).
@@ -310,19 +313,8 @@ pub struct KldArgs {
     #[arg(long, value_name = "FILE")]
     pub kld_base: Option<PathBuf>,
     /// Tokens per row the base stores (with --save-kld-base).
-    #[arg(long, default_value_t = lmdensity_eval::kld::DEFAULT_TOP_K)]
+    #[arg(long, default_value_t = jobs::KldSpec::default().top_k)]
     pub kld_top_k: usize,
-}
-
-impl Default for KldArgs {
-    /// No KL divergence; the top-k a base would store is the command line's default.
-    fn default() -> Self {
-        KldArgs {
-            save_kld_base: None,
-            kld_base: None,
-            kld_top_k: lmdensity_eval::kld::DEFAULT_TOP_K,
-        }
-    }
 }
 
 /// Arguments of `run`.
@@ -332,7 +324,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub model: ModelArgs,
     /// Corpus.
-    #[arg(long, short, default_value = "ptb-test")]
+    #[arg(long, short, default_value = PerplexityJob::DEFAULT_CORPUS)]
     pub corpus: String,
     /// Continue unfinished runs.
     #[arg(long)]
@@ -343,13 +335,13 @@ pub struct RunArgs {
 #[derive(Debug, Args, Clone)]
 pub struct FitSettings {
     /// Bootstrap resamples for the confidence intervals.
-    #[arg(long, default_value_t = 1000, global = true)]
+    #[arg(long, default_value_t = jobs::FitSettings::default().bootstrap, global = true)]
     pub bootstrap: usize,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0, global = true)]
     pub seed: u64,
     /// Confidence level of the intervals.
-    #[arg(long, default_value_t = 0.95, global = true)]
+    #[arg(long, default_value_t = jobs::FitSettings::default().confidence, global = true)]
     pub confidence: f64,
     /// Print the full result as JSON instead of tables.
     #[arg(long, global = true)]
@@ -390,7 +382,7 @@ pub enum FitTarget {
         /// Law to fit.
         #[arg(long, value_enum)]
         law: LawName,
-        /// Input fields, in the law's order.
+        /// Input fields, in the law's order (`--x N --x D`, or `--x N,D`).
         #[arg(long, required = true)]
         x: Vec<String>,
         /// Output field.
@@ -404,7 +396,7 @@ pub enum FitTarget {
         /// Law to fit.
         #[arg(long, value_enum)]
         law: LawName,
-        /// Input columns, in the law's order (e.g. `--x N --x D`).
+        /// Input columns, in the law's order (`--x N --x D`, or `--x N,D`).
         #[arg(long, required = true)]
         x: Vec<String>,
         /// Output column.
@@ -469,10 +461,10 @@ pub struct ReferenceArgs {
     #[arg(long)]
     pub d0: Option<f64>,
     /// Pythia checkpoints with fewer tokens seen are left out of the reference fit.
-    #[arg(long, default_value_t = 2e9)]
+    #[arg(long, default_value_t = jobs::ReferenceSpec::default().min_tokens)]
     pub min_tokens: f64,
     /// Leave out estimates of N̂ beyond this multiple of the largest Pythia (12B).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = jobs::ReferenceSpec::default().max_extrapolation)]
     pub max_extrapolation: f64,
 }
 
@@ -506,7 +498,7 @@ pub struct EvalArgs {
     #[arg(long, default_value_t = 0)]
     pub num_fewshot: usize,
     /// Seed of the few-shot sampler.
-    #[arg(long, default_value_t = 1234)]
+    #[arg(long, default_value_t = TaskJob::DEFAULT_SEED)]
     pub seed: u64,
     /// Score each (context, choice) pair from an empty cache instead of evaluating the shared
     /// context once (for comparison: slower; scores equal up to llama.cpp's batch-shape
@@ -596,7 +588,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1", allow_hyphen_values = true)]
     pub parallel: String,
     /// Timed repetitions per test.
-    #[arg(long, short, default_value_t = 5)]
+    #[arg(long, short, default_value_t = jobs::BenchJob::DEFAULT_REPETITIONS)]
     pub repetitions: usize,
     /// Untimed warm-up runs per test (a full prompt and one generated token each).
     #[arg(long, default_value_t = 1)]
@@ -608,7 +600,7 @@ pub struct BenchArgs {
     #[arg(long)]
     pub no_roofline: bool,
     /// Seed of the random token ids.
-    #[arg(long, default_value_t = 1234)]
+    #[arg(long, default_value_t = jobs::BenchJob::DEFAULT_SEED)]
     pub seed: u64,
     /// Layers to offload to the GPU (builds with `--features cuda`).
     #[arg(long, default_value_t = 0)]

@@ -5,6 +5,7 @@
 //! This crate has no model or backend dependency, so the law-fitting and report code can read runs
 //! without linking an inference engine.
 
+pub mod driver;
 pub mod hardware;
 pub mod progress;
 pub mod schema;
@@ -13,6 +14,7 @@ pub mod store;
 
 pub use schema::{
     AnalysisRecord, BackendRecord, BenchSample, ChoiceScore, ItemSample, Metric, ModelRecord,
-    RunManifest, RunMetrics, RunStatus, Sample, SoftwareRecord, WindowSample, SCHEMA_VERSION,
+    RunManifest, RunMetrics, RunStatus, Sample, SoftwareRecord, SweepRow, SweepTable, WindowSample,
+    SCHEMA_VERSION,
 };
 pub use store::{ResultsStore, RunHandle, StoreError, StoredRun};

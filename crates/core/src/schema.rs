@@ -264,3 +264,208 @@ pub struct WindowComparison {
     /// Σ over scored tokens of the base's probability mass outside its stored top-k.
     pub base_residual_sum: f64,
 }
+
+// ── The quantization sweep's table (`sweep.json`) ────────────────────────────────────────────
+
+/// A value with its standard error.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Estimate {
+    /// The value.
+    pub value: f64,
+    /// Its standard error (tokens or items treated as independent), if it has one.
+    pub stderr: Option<f64>,
+}
+
+/// Speed of one test: mean and standard deviation over the repetitions.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+pub struct Speed {
+    /// Mean tokens/s.
+    pub mean_ts: f64,
+    /// Standard deviation of tokens/s.
+    pub sd_ts: f64,
+}
+
+/// One measured weights file of the sweep.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepRow {
+    /// `F32`, `Q4_1 (source)`, `Q8_0`…
+    pub variant: String,
+    /// `base` (the F32 reference), `source` (the registry file) or `variant` (re-quantized).
+    pub role: String,
+    /// The file's own label (`Q6_K, requantized from F32 dequantized from Q4_1`).
+    pub quantization: String,
+    /// The GGUF measured.
+    pub file: String,
+    /// Its size.
+    pub file_bytes: u64,
+    /// Tensor data bits per parameter.
+    pub bits_per_weight: f64,
+    /// Harness-mode bits per byte on the sweep's corpus.
+    pub bits_per_byte: Estimate,
+    /// Mean KL(base ‖ variant) per token (nats; top-k + residual bound); none for the base.
+    pub kld_mean: Option<Estimate>,
+    /// 99th percentile of the per-token KLD.
+    pub kld_p99: Option<f64>,
+    /// Largest per-token KLD.
+    pub kld_max: Option<f64>,
+    /// Tokens whose most probable token is the base's.
+    pub same_top_rate: Option<Estimate>,
+    /// Root mean square of p(target) − p_base(target).
+    pub delta_p_rms: Option<f64>,
+    /// ln(PPL(variant)/PPL(base)).
+    pub ln_ppl_ratio: Option<Estimate>,
+    /// Task accuracy by task name.
+    pub tasks: BTreeMap<String, Estimate>,
+    /// pp512 speed.
+    pub pp512: Option<Speed>,
+    /// tg128 speed.
+    pub tg128: Option<Speed>,
+    /// Peak resident memory over the speed tests.
+    pub peak_rss_bytes: Option<u64>,
+    /// Run directories the numbers come from.
+    pub runs: Vec<String>,
+}
+
+/// Whether KLD grows as bits per weight drop, and where it does not.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KldOrder {
+    /// KLD rises at every step down in bits per weight.
+    pub monotonic: bool,
+    /// Each step where it does not: `Q4_0 (4.55 bpw) 0.0412 < Q4_K_M (4.91 bpw) 0.0498`.
+    pub violations: Vec<String>,
+}
+
+/// The sweep's result (`sweep.json`): the settings and one row per weights file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SweepTable {
+    /// Results-schema version of the writer.
+    pub schema_version: u32,
+    /// Registry model id.
+    pub model: String,
+    /// The registry GGUF's quantization (what the F32 base was dequantized from).
+    pub source_quantization: String,
+    /// Corpus name (a slice says so: `ptb-test[..40000]`).
+    pub corpus: String,
+    /// Harness-mode window.
+    pub max_length: Option<usize>,
+    /// Tasks scored.
+    pub tasks: String,
+    /// Items per task.
+    pub task_limit: Option<usize>,
+    /// Repetitions of the speed tests.
+    pub bench_repetitions: usize,
+    /// CPU model of the machine.
+    pub machine: String,
+    /// lmdensity's git revision.
+    pub git_revision: String,
+    /// The rows, base first.
+    pub rows: Vec<SweepRow>,
+    /// KLD against bits per weight over the re-quantized variants.
+    pub kld_order: Option<KldOrder>,
+}
+
+impl SweepTable {
+    /// Whether a stored table was made with the same settings (its rows can be kept).
+    pub fn same_settings(&self, other: &SweepTable) -> bool {
+        (
+            &self.model,
+            &self.corpus,
+            self.max_length,
+            &self.tasks,
+            self.task_limit,
+            self.bench_repetitions,
+        ) == (
+            &other.model,
+            &other.corpus,
+            other.max_length,
+            &other.tasks,
+            other.task_limit,
+            other.bench_repetitions,
+        )
+    }
+}
+
+/// KLD order over the `variant` rows, by descending bits per weight.
+pub fn kld_order(rows: &[SweepRow]) -> Option<KldOrder> {
+    let mut variants: Vec<(&SweepRow, f64)> = rows
+        .iter()
+        .filter(|r| r.role == "variant")
+        .filter_map(|r| r.kld_mean.map(|k| (r, k.value)))
+        .collect();
+    if variants.len() < 2 {
+        return None;
+    }
+    variants.sort_by(|a, b| b.0.bits_per_weight.total_cmp(&a.0.bits_per_weight));
+    let violations: Vec<String> = variants
+        .windows(2)
+        .filter(|w| w[1].1 <= w[0].1)
+        .map(|w| {
+            format!(
+                "{} ({:.2} bpw) KLD {:.5} ≤ {} ({:.2} bpw) KLD {:.5}",
+                w[1].0.variant,
+                w[1].0.bits_per_weight,
+                w[1].1,
+                w[0].0.variant,
+                w[0].0.bits_per_weight,
+                w[0].1
+            )
+        })
+        .collect();
+    Some(KldOrder {
+        monotonic: violations.is_empty(),
+        violations,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(variant: &str, bpw: f64, kld: f64) -> SweepRow {
+        SweepRow {
+            variant: variant.into(),
+            role: "variant".into(),
+            quantization: variant.into(),
+            file: String::new(),
+            file_bytes: 0,
+            bits_per_weight: bpw,
+            bits_per_byte: Estimate {
+                value: 1.0,
+                stderr: None,
+            },
+            kld_mean: Some(Estimate {
+                value: kld,
+                stderr: None,
+            }),
+            kld_p99: None,
+            kld_max: None,
+            same_top_rate: None,
+            delta_p_rms: None,
+            ln_ppl_ratio: None,
+            tasks: BTreeMap::new(),
+            pp512: None,
+            tg128: None,
+            peak_rss_bytes: None,
+            runs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn kld_order_reports_each_step_that_does_not_rise() {
+        let rows = vec![
+            row("Q8_0", 8.5, 0.001),
+            row("Q4_K_M", 4.9, 0.05),
+            row("Q4_0", 4.5, 0.04),
+        ];
+        let order = kld_order(&rows).expect("two variants");
+        assert!(!order.monotonic);
+        assert_eq!(order.violations.len(), 1);
+        assert!(
+            order.violations[0].starts_with("Q4_0"),
+            "{:?}",
+            order.violations
+        );
+        let rows = vec![row("Q2_K", 3.0, 0.3), row("Q8_0", 8.5, 0.001)];
+        assert!(kld_order(&rows).expect("two").monotonic);
+    }
+}

@@ -86,10 +86,24 @@ impl ResultsStore {
         &self.root
     }
 
-    /// Starts a new run: creates its directory and writes its manifest.
-    pub fn create_run(&self, manifest: RunManifest) -> Result<RunHandle, StoreError> {
-        let dir = self.root.join(&manifest.run_id);
-        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    /// Starts a new run: creates its directory and writes its manifest. Two runs given the same
+    /// id (the same settings started within one second) get distinct directories: the second
+    /// id gains `-2`, `-3`…, so a new run never lands among another run's samples.
+    pub fn create_run(&self, mut manifest: RunManifest) -> Result<RunHandle, StoreError> {
+        fs::create_dir_all(&self.root).map_err(io_err(&self.root))?;
+        let base_id = manifest.run_id.clone();
+        let mut n = 1;
+        let dir = loop {
+            let dir = self.root.join(&manifest.run_id);
+            match fs::create_dir(&dir) {
+                Ok(()) => break dir,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    n += 1;
+                    manifest.run_id = format!("{base_id}-{n}");
+                }
+                Err(e) => return Err(io_err(&dir)(e)),
+            }
+        };
         let path = dir.join("manifest.json");
         let json = serde_json::to_vec_pretty(&manifest).map_err(|e| StoreError::Corrupt {
             path: path.clone(),
@@ -388,6 +402,21 @@ mod tests {
         let run = store.find_resumable("k1").expect("find").expect("found");
         assert_eq!(run.finished_samples().len(), 3);
         assert!(store.find_resumable("other").expect("find").is_none());
+    }
+
+    #[test]
+    fn a_second_run_with_the_same_id_gets_its_own_directory() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let store = ResultsStore::new(tmp.path());
+        let mut first = store.create_run(manifest("same", "k")).expect("create");
+        first.append_sample(&window(0)).expect("append");
+        let second = store.create_run(manifest("same", "k")).expect("create");
+        assert_eq!(second.dir(), tmp.path().join("same-2"));
+        assert_eq!(second.manifest().run_id, "same-2");
+        assert!(second.finished_samples().is_empty());
+        assert_eq!(first.finished_samples().len(), 0);
+        let third = store.create_run(manifest("same", "k")).expect("create");
+        assert_eq!(third.dir(), tmp.path().join("same-3"));
     }
 
     #[test]

@@ -444,39 +444,71 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (at - lo as f64)
 }
 
+/// What a compared run's windows add up to: every scored token's KLD and Δp, and the sums the
+/// other metrics need.
+struct ComparisonTotals {
+    kld: Vec<f64>,
+    delta_p: Vec<f64>,
+    same: usize,
+    nll: f64,
+    base_nll: f64,
+    ratio_sq: f64,
+    residual: f64,
+}
+
+impl ComparisonTotals {
+    /// The totals of `samples`, or `None` when a window lacks its comparison.
+    fn of(samples: &[WindowSample]) -> Option<Self> {
+        let comparisons = samples
+            .iter()
+            .map(|s| s.comparison.as_ref().map(|c| (s, c)))
+            .collect::<Option<Vec<_>>>()?;
+        let mut t = ComparisonTotals {
+            kld: Vec::new(),
+            delta_p: Vec::new(),
+            same: 0,
+            nll: 0.0,
+            base_nll: 0.0,
+            ratio_sq: 0.0,
+            residual: 0.0,
+        };
+        for (s, c) in &comparisons {
+            t.kld.extend(c.kld.iter().map(|&v| f64::from(v)));
+            t.delta_p.extend(c.delta_p.iter().map(|&v| f64::from(v)));
+            t.same += c.n_same_top;
+            t.nll += s.nll_sum;
+            t.base_nll += c.base_nll_sum;
+            t.ratio_sq += c.ln_ratio_sq_sum;
+            t.residual += c.base_residual_sum;
+        }
+        Some(t)
+    }
+}
+
 /// The KL-divergence metrics of a compared run (llama-perplexity's `--kl-divergence` report),
 /// or nothing when a window lacks its comparison. `top_k` is the base file's.
 pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric> {
-    let Some(comparisons) = samples
-        .iter()
-        .map(|s| s.comparison.as_ref().map(|c| (s, c)))
-        .collect::<Option<Vec<_>>>()
-    else {
+    let Some(mut totals) = ComparisonTotals::of(samples) else {
         return Vec::new();
     };
-    let mut kld: Vec<f64> = Vec::new();
-    let mut delta_p: Vec<f64> = Vec::new();
-    let (mut same, mut nll, mut base_nll, mut ratio_sq, mut residual) = (0, 0.0, 0.0, 0.0, 0.0);
-    for (s, c) in &comparisons {
-        kld.extend(c.kld.iter().map(|&v| f64::from(v)));
-        delta_p.extend(c.delta_p.iter().map(|&v| f64::from(v)));
-        same += c.n_same_top;
-        nll += s.nll_sum;
-        base_nll += c.base_nll_sum;
-        ratio_sq += c.ln_ratio_sq_sum;
-        residual += c.base_residual_sum;
-    }
-    let n = kld.len();
+    let n = totals.kld.len();
     if n == 0 {
         return Vec::new();
     }
-    let nf = n as f64;
-    let metric = Metric::new;
     let over = format!(
         "over {n} scored tokens, against the base's top-{top_k} tokens plus one bucket for the rest of the vocabulary"
     );
+    let mut out = kld_metrics(&mut totals.kld, &over);
+    out.extend(delta_p_metrics(&mut totals.delta_p, n));
+    out.extend(agreement_metrics(&totals, n, top_k));
+    out
+}
+
+/// The mean per-token KLD and its percentiles; sorts `kld`. `over` says over which tokens.
+fn kld_metrics(kld: &mut [f64], over: &str) -> Vec<Metric> {
+    let metric = Metric::new;
     let mut out = Vec::new();
-    let (kld_mean, kld_se) = mean_and_stderr(&kld);
+    let (kld_mean, kld_se) = mean_and_stderr(kld);
     out.push(metric(
         "kld_mean",
         kld_mean,
@@ -499,13 +531,21 @@ pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric>
     ] {
         out.push(metric(
             name,
-            percentile(&kld, q),
+            percentile(kld, q),
             None,
             "nats",
             format!("{q}th percentile of the per-token KLD (linear interpolation) {over}"),
         ));
     }
-    let (dp_mean, dp_se) = mean_and_stderr(&delta_p);
+    out
+}
+
+/// The mean, RMS and percentiles of p_model(target) − p_base(target) over `n` scored tokens;
+/// sorts `delta_p`.
+fn delta_p_metrics(delta_p: &mut [f64], n: usize) -> Vec<Metric> {
+    let metric = Metric::new;
+    let mut out = Vec::new();
+    let (dp_mean, dp_se) = mean_and_stderr(delta_p);
     out.push(metric(
         "delta_p_mean",
         dp_mean,
@@ -540,12 +580,29 @@ pub fn comparison_metrics(samples: &[WindowSample], top_k: usize) -> Vec<Metric>
     ] {
         out.push(metric(
             name,
-            percentile(&delta_p, q),
+            percentile(delta_p, q),
             None,
             "probability",
             format!("{q}th percentile of p_model(target) − p_base(target) (linear interpolation) over {n} tokens"),
         ));
     }
+    out
+}
+
+/// How often the two models agree on the top token, the perplexity ratio, the base's
+/// perplexity and its residual mass, over `n` scored tokens; `top_k` is the base file's.
+fn agreement_metrics(totals: &ComparisonTotals, n: usize, top_k: usize) -> Vec<Metric> {
+    let metric = Metric::new;
+    let nf = n as f64;
+    let ComparisonTotals {
+        same,
+        nll,
+        base_nll,
+        ratio_sq,
+        residual,
+        ..
+    } = *totals;
+    let mut out = Vec::new();
     let same_rate = same as f64 / nf;
     out.push(metric(
         "same_top_rate",

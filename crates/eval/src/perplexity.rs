@@ -13,10 +13,8 @@
 //! replaced by BOS when the vocabulary adds BOS, and only the second half of each chunk scored.
 //! Reported: PPL ± stderr exactly as llama-perplexity prints its final estimate.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
 use lmdensity_backend::{BackendError, LanguageModel, ScoreRequest, TokenId, TokenScore};
+use lmdensity_core::driver::{drive, Resumable};
 use lmdensity_core::schema::{Metric, RunMetrics, RunStatus, Sample, WindowSample};
 use lmdensity_core::stats::Accumulator;
 use lmdensity_core::{RunHandle, StoreError, SCHEMA_VERSION};
@@ -383,10 +381,9 @@ pub fn run_with(
     corpus: &Corpus,
     mode: PerplexityMode,
     run: &mut RunHandle,
-    mut distributions: Distributions<'_>,
+    distributions: Distributions<'_>,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunMetrics, PerplexityError> {
-    let started = Instant::now();
     let (windows, _) = plan(model, corpus, mode)?;
     let top_k = match &distributions {
         Distributions::CompareWith(reader) => {
@@ -405,21 +402,72 @@ pub fn run_with(
         }
         _ => None,
     };
-    let mut done: BTreeSet<usize> = BTreeSet::new();
-    let mut samples: Vec<WindowSample> = Vec::new();
-    for s in run.finished_samples() {
-        let Sample::PerplexityWindow(w) = s else {
+    // Each window's first scored token's row over the whole run (its row in a base file).
+    let first_rows = windows
+        .iter()
+        .scan(0u64, |row, w| {
+            let first = *row;
+            *row += w.request.n_targets() as u64;
+            Some(first)
+        })
+        .collect();
+    let mut work = WindowWork {
+        model,
+        corpus,
+        mode,
+        windows,
+        first_rows,
+        distributions,
+        top_k,
+    };
+    drive(&mut work, run, on_progress)
+}
+
+/// A perplexity run as units of the resumable-run driver: one window per unit.
+struct WindowWork<'m, 'd> {
+    model: &'m mut dyn LanguageModel,
+    corpus: &'m Corpus,
+    mode: PerplexityMode,
+    windows: Vec<Window>,
+    first_rows: Vec<u64>,
+    distributions: Distributions<'d>,
+    top_k: Option<usize>,
+}
+
+fn window_samples(samples: &[Sample]) -> Vec<WindowSample> {
+    samples
+        .iter()
+        .filter_map(|s| match s {
+            Sample::PerplexityWindow(w) => Some(w.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+impl Resumable for WindowWork<'_, '_> {
+    type Error = PerplexityError;
+
+    fn n_units(&self) -> usize {
+        self.windows.len()
+    }
+
+    fn weight(&self, unit: usize) -> usize {
+        self.windows[unit].request.n_targets()
+    }
+
+    fn unit_of(&self, sample: &Sample, run: &RunHandle) -> Result<usize, PerplexityError> {
+        let Sample::PerplexityWindow(w) = sample else {
             return Err(PerplexityError::Resume(format!(
                 "{}: holds samples of another kind of run",
                 run.dir().display()
             )));
         };
-        let planned = windows.get(w.index).ok_or_else(|| {
+        let planned = self.windows.get(w.index).ok_or_else(|| {
             PerplexityError::Resume(format!(
                 "{}: sample for window {} but this corpus has {} windows; not the same run",
                 run.dir().display(),
                 w.index,
-                windows.len()
+                self.windows.len()
             ))
         })?;
         if planned.first_scored_token != w.first_scored_token
@@ -431,64 +479,49 @@ pub fn run_with(
                 w.index
             )));
         }
-        if done.insert(w.index) {
-            samples.push(w.clone());
+        Ok(w.index)
+    }
+
+    fn resuming(&mut self, finished: &[Sample], run: &RunHandle) -> Result<(), PerplexityError> {
+        if matches!(self.distributions, Distributions::SaveBase(_)) && !finished.is_empty() {
+            return Err(PerplexityError::Config(
+                "a KL-divergence base is written in one pass over every window; start a new run instead of resuming".into(),
+            ));
         }
-    }
-    let total_tokens: usize = windows.iter().map(|w| w.request.n_targets()).sum();
-    let mut tokens_done: usize = samples.iter().map(|s| s.n_scored).sum();
-    let previous_elapsed = run.read_metrics()?.map_or(0.0, |m| m.elapsed_s);
-    if matches!(distributions, Distributions::SaveBase(_)) && !samples.is_empty() {
-        return Err(PerplexityError::Config(
-            "a KL-divergence base is written in one pass over every window; start a new run instead of resuming".into(),
-        ));
-    }
-    if top_k.is_some() && samples.iter().any(|s| s.comparison.is_none()) {
-        return Err(PerplexityError::Resume(format!(
-            "{}: holds windows scored without the KL-divergence base; start a new run",
-            run.dir().display()
-        )));
-    }
-    on_progress(tokens_done, total_tokens);
-    let mut first_row = 0u64;
-    for w in &windows {
-        let row = first_row;
-        first_row += w.request.n_targets() as u64;
-        if done.contains(&w.index) {
-            continue;
+        if self.top_k.is_some()
+            && window_samples(finished)
+                .iter()
+                .any(|s| s.comparison.is_none())
+        {
+            return Err(PerplexityError::Resume(format!(
+                "{}: holds windows scored without the KL-divergence base; start a new run",
+                run.dir().display()
+            )));
         }
-        let sample = match score_window(model, w, row, &mut distributions) {
-            Ok(sample) => sample,
-            Err(e) => {
-                // Keep what was computed: partial metrics over the finished windows.
-                let partial = metrics_with(
-                    corpus,
-                    mode,
-                    &samples,
-                    RunStatus::Partial,
-                    previous_elapsed + started.elapsed().as_secs_f64(),
-                    top_k,
-                );
-                run.write_metrics(&partial)?;
-                return Err(e);
-            }
-        };
-        run.append_sample(&Sample::PerplexityWindow(sample.clone()))?;
-        tokens_done += sample.n_scored;
-        samples.push(sample);
-        on_progress(tokens_done, total_tokens);
+        Ok(())
     }
-    samples.sort_by_key(|s| s.index);
-    let m = metrics_with(
-        corpus,
-        mode,
-        &samples,
-        RunStatus::Complete,
-        previous_elapsed + started.elapsed().as_secs_f64(),
-        top_k,
-    );
-    run.write_metrics(&m)?;
-    Ok(m)
+
+    fn compute(&mut self, unit: usize) -> Result<Vec<Sample>, PerplexityError> {
+        let sample = score_window(
+            self.model,
+            &self.windows[unit],
+            self.first_rows[unit],
+            &mut self.distributions,
+        )?;
+        Ok(vec![Sample::PerplexityWindow(sample)])
+    }
+
+    fn metrics(&self, samples: &[Sample], status: RunStatus, elapsed_s: f64) -> RunMetrics {
+        let windows = window_samples(samples);
+        metrics_with(
+            self.corpus,
+            self.mode,
+            &windows,
+            status,
+            elapsed_s,
+            self.top_k,
+        )
+    }
 }
 
 /// [`metrics`], plus the KL-divergence metrics when the samples were compared with a base

@@ -171,6 +171,17 @@ impl Source {
             Source::Path { path } => format!("path:{}", path.display()),
         }
     }
+
+    /// A short form for tables: as [`Source::describe`], but a PyPI source of many chunk
+    /// packages names the first and counts the rest (`pip:llm-x==1 (+5 more)`).
+    pub fn summary(&self) -> String {
+        match self {
+            Source::Pip { packages, .. } if packages.len() > 1 => {
+                format!("pip:{} (+{} more)", packages[0], packages.len() - 1)
+            }
+            other => other.describe(),
+        }
+    }
 }
 
 impl Registry {

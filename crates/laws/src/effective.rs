@@ -104,6 +104,36 @@ impl ReferenceFamily {
     }
 }
 
+/// The reference score of a model from its values (`<task>/acc` and `<task>/acc_stderr`, as
+/// the results store aggregates them): the mean accuracy on `tasks`, and its standard error
+/// combining the tasks' (independent samples) when every task has one. Missing accuracies are
+/// named in the error.
+pub fn mean_task_score(
+    values: &std::collections::BTreeMap<String, f64>,
+    tasks: &[&str],
+) -> Result<(f64, Option<f64>), Vec<String>> {
+    let missing: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("{t}/acc"))
+        .filter(|name| !values.contains_key(name))
+        .collect();
+    if !missing.is_empty() {
+        return Err(missing);
+    }
+    let k = tasks.len() as f64;
+    let score = tasks
+        .iter()
+        .map(|t| values[&format!("{t}/acc")])
+        .sum::<f64>()
+        / k;
+    let stderr = tasks
+        .iter()
+        .map(|t| values.get(&format!("{t}/acc_stderr")).map(|se| se * se))
+        .sum::<Option<f64>>()
+        .map(|v| v.sqrt() / k);
+    Ok((score, stderr))
+}
+
 /// An open-models row with its estimate.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TableEstimate {

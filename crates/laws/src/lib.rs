@@ -13,6 +13,7 @@ pub mod effective;
 pub mod fit;
 pub mod gadre;
 pub mod reference;
+pub mod reproduction;
 pub mod robust;
 pub mod trend;
 

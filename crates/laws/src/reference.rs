@@ -94,14 +94,80 @@ struct EvalMetrics {
     icl: BTreeMap<String, f64>,
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, LawError> {
-    let text = std::fs::read_to_string(path).map_err(|e| LawError::Data {
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, path: &str) -> Result<T, LawError> {
+    serde_json::from_str(text).map_err(|e| LawError::Data {
+        path: path.into(),
+        detail: format!("not a run file of Gadre et al.'s exp_data: {e}"),
+    })
+}
+
+fn read_text(path: &Path) -> Result<String, LawError> {
+    std::fs::read_to_string(path).map_err(|e| LawError::Data {
         path: path.display().to_string(),
         detail: e.to_string(),
-    })?;
-    serde_json::from_str(&text).map_err(|e| LawError::Data {
-        path: path.display().to_string(),
-        detail: format!("not a run file of Gadre et al.'s exp_data: {e}"),
+    })
+}
+
+include!(concat!(env!("OUT_DIR"), "/gadre_files.rs"));
+
+/// Where the shipped copy of Gadre et al.'s `exp_data` is said to come from in messages.
+pub const SHIPPED_GADRE_DATA: &str = "gadre-scaling/exp_data (shipped with lmdensity)";
+
+/// Every run of the copy of Gadre et al.'s `exp_data` built into the library (the same files
+/// as `data/gadre-scaling/exp_data`), sorted by name: no source tree needed at run time.
+pub fn shipped_gadre_runs() -> Result<Vec<GadreRun>, LawError> {
+    let mut runs = Vec::with_capacity(SHIPPED_GADRE_FILES.len());
+    for (stem, run, eval) in SHIPPED_GADRE_FILES {
+        let path = format!("{SHIPPED_GADRE_DATA}/models/{stem}.json");
+        let eval_path = format!("{SHIPPED_GADRE_DATA}/evals/evaluation_{stem}_heavy.json");
+        let eval = eval.map(|text| (text, eval_path.as_str()));
+        runs.push(parse_gadre_run(run, eval, &path)?);
+    }
+    Ok(runs)
+}
+
+/// One run from its run file's text and, where present, its evaluation file's text.
+fn parse_gadre_run(
+    run_text: &str,
+    eval: Option<(&str, &str)>,
+    path: &str,
+) -> Result<GadreRun, LawError> {
+    let run: RunJson = parse_json(run_text, path)?;
+    let mut losses = BTreeMap::new();
+    for result in &run.results {
+        if let Some(set) = eval_set_name(&result.val_data) {
+            losses.insert(set, result.loss);
+        }
+    }
+    let errors = match eval {
+        Some((text, eval_path)) => {
+            let eval: EvalJson = parse_json(text, eval_path)?;
+            eval.eval_metrics
+                .icl
+                .into_iter()
+                .map(|(task, acc)| (task, 1.0 - acc))
+                .collect()
+        }
+        None => BTreeMap::new(),
+    };
+    Ok(GadreRun {
+        name: run.name,
+        dataset: run.dataset_name,
+        model: run
+            .hyperparameters
+            .model
+            .rsplit('/')
+            .next()
+            .unwrap_or_default()
+            .split('.')
+            .next()
+            .unwrap_or_default()
+            .to_string(),
+        params: run.hyperparameters.params,
+        tokens: run.hyperparameters.tokens,
+        multiplier: 20.0 * run.hyperparameters.chinchilla_multiplier,
+        losses,
+        errors,
     })
 }
 
@@ -137,13 +203,6 @@ pub fn load_gadre_runs(exp_data: &Path) -> Result<Vec<GadreRun>, LawError> {
     files.sort();
     let mut runs = Vec::with_capacity(files.len());
     for file in files {
-        let run: RunJson = read_json(&file)?;
-        let mut losses = BTreeMap::new();
-        for result in &run.results {
-            if let Some(set) = eval_set_name(&result.val_data) {
-                losses.insert(set, result.loss);
-            }
-        }
         let stem = file
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
@@ -151,35 +210,15 @@ pub fn load_gadre_runs(exp_data: &Path) -> Result<Vec<GadreRun>, LawError> {
         let eval_file = exp_data
             .join("evals")
             .join(format!("evaluation_{stem}_heavy.json"));
-        let errors = if eval_file.exists() {
-            let eval: EvalJson = read_json(&eval_file)?;
-            eval.eval_metrics
-                .icl
-                .into_iter()
-                .map(|(task, acc)| (task, 1.0 - acc))
-                .collect()
+        let eval_text = if eval_file.exists() {
+            Some(read_text(&eval_file)?)
         } else {
-            BTreeMap::new()
+            None
         };
-        runs.push(GadreRun {
-            name: run.name,
-            dataset: run.dataset_name,
-            model: run
-                .hyperparameters
-                .model
-                .rsplit('/')
-                .next()
-                .unwrap_or_default()
-                .split('.')
-                .next()
-                .unwrap_or_default()
-                .to_string(),
-            params: run.hyperparameters.params,
-            tokens: run.hyperparameters.tokens,
-            multiplier: 20.0 * run.hyperparameters.chinchilla_multiplier,
-            losses,
-            errors,
-        });
+        let path = file.display().to_string();
+        let eval_path = eval_file.display().to_string();
+        let eval = eval_text.as_deref().map(|text| (text, eval_path.as_str()));
+        runs.push(parse_gadre_run(&read_text(&file)?, eval, &path)?);
     }
     if runs.is_empty() {
         return Err(LawError::Data {

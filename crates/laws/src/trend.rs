@@ -13,6 +13,29 @@ pub fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(2023, 1, 1).unwrap_or_default()
 }
 
+/// A release date as registries and tables write it: `YYYY-MM-DD`, or `YYYY-MM` (read as the
+/// first of the month). A year alone, or anything else, is refused with the reason, so the
+/// caller can report the row instead of guessing a date.
+pub fn parse_release_date(text: &str) -> Result<NaiveDate, String> {
+    let text = text.trim();
+    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        return Ok(day);
+    }
+    if let Ok(day) = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d") {
+        if text.len() == 7 {
+            return Ok(day);
+        }
+    }
+    if text.len() == 4 && text.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!(
+            "release date {text:?} gives only the year; write YYYY-MM or YYYY-MM-DD"
+        ));
+    }
+    Err(format!(
+        "release date {text:?} is not YYYY-MM-DD or YYYY-MM"
+    ))
+}
+
 /// `ln ρ = A·t + B`, t in days since [`epoch`]; parameters (A, B).
 #[derive(Clone, Copy, Debug, Default)]
 pub struct DensityTrendLaw;
@@ -135,6 +158,18 @@ pub fn density_trend(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_dates_parse_whole_and_month_dates_and_refuse_a_bare_year() {
+        let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
+        assert_eq!(parse_release_date("2024-11-26"), Ok(day(2024, 11, 26)));
+        assert_eq!(parse_release_date("2024-11"), Ok(day(2024, 11, 1)));
+        let year = parse_release_date("2024").expect_err("a year alone");
+        assert!(year.contains("only the year"), "{year}");
+        assert!(parse_release_date("2024-1").is_err());
+        assert!(parse_release_date("").is_err());
+        assert!(parse_release_date("Nov 2024").is_err());
+    }
 
     #[test]
     fn recovers_a_known_doubling_time_and_refuses_one_date() {

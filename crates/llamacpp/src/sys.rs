@@ -1,4 +1,5 @@
-//! The one call into llama.cpp that llama-cpp-2 does not wrap.
+//! The calls into llama.cpp that llama-cpp-2 does not wrap (`llama_print_system_info`,
+//! `llama_model_quantize`): the only `unsafe` code in lmdensity.
 #![allow(unsafe_code)]
 
 use std::ffi::CStr;

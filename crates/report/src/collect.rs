@@ -1,6 +1,7 @@
 //! Gathering what a report shows: the runs and analyses of one or more results stores, keeping
 //! going past unreadable files (they are listed as problems, in place, not fatal).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -115,6 +116,33 @@ impl Collected {
         }
         ids
     }
+}
+
+/// Per model id, every value of its complete runs (newest run last, so it wins): each metric
+/// (`bits_per_byte`, `piqa/acc`) and its `<name>_stderr`, plus `params` from the manifest.
+/// What `fit runs` and `density` read from a store, aggregated once.
+pub fn model_values(runs: &[StoredRun]) -> BTreeMap<String, BTreeMap<String, f64>> {
+    let mut sorted: Vec<&StoredRun> = runs.iter().collect();
+    sorted.sort_by(|a, b| a.manifest.started_at.cmp(&b.manifest.started_at));
+    let mut values: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for run in sorted {
+        let Some(metrics) = run
+            .metrics
+            .as_ref()
+            .filter(|m| m.status == RunStatus::Complete)
+        else {
+            continue;
+        };
+        let entry = values.entry(run.manifest.model.id.clone()).or_default();
+        entry.insert("params".into(), run.manifest.model.n_params as f64);
+        for metric in &metrics.metrics {
+            entry.insert(metric.name.clone(), metric.value);
+            if let Some(stderr) = metric.stderr {
+                entry.insert(format!("{}_stderr", metric.name), stderr);
+            }
+        }
+    }
+    values
 }
 
 /// A run's setting as text (`corpus`, `mode`), or empty.

@@ -509,7 +509,7 @@ fn models(data: &Collected) -> Section {
                     .manifest
                     .settings
                     .iter()
-                    .filter(|(k, _)| !matches!(k.as_str(), "prompt" | "started"))
+                    .filter(|(k, _)| !matches!(k.as_str(), "prompt" | "started" | "test_plan"))
                     .map(|(k, v)| match v {
                         Value::String(s) => format!("{k}={s}"),
                         v => format!("{k}={v}"),

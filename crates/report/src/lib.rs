@@ -3,7 +3,7 @@
 //! whether the difference exceeds what their standard errors explain. [`collect`] reads one or
 //! more results stores, [`figures`] turns them into charts ([`chart`]: SVG and PNG with
 //! plotters), [`document`] into a report that [`html`] writes as one self-contained file and
-//! [`markdown`] as Markdown with image files.
+//! [`markdown`] as Markdown with image files; [`text`] prints results as terminal tables.
 
 pub mod chart;
 pub mod collect;
@@ -12,5 +12,6 @@ pub mod document;
 pub mod figures;
 pub mod html;
 pub mod markdown;
+pub mod text;
 
 pub use compare::{compare, Comparison, MetricComparison, SettingDifference, Verdict};

@@ -1,13 +1,11 @@
 //! Scoring task items with the scoring primitive, and the metrics computed from the scores.
 
-use std::collections::BTreeSet;
-use std::time::Instant;
-
 use lmdensity_backend::{LanguageModel, ScoreRequest, TokenId};
 use lmdensity_core::{
     ChoiceScore, ItemSample, Metric, RunHandle, RunMetrics, RunStatus, Sample, SCHEMA_VERSION,
 };
 
+use lmdensity_core::driver::{drive, Resumable};
 use lmdensity_core::stats::mean_and_stderr;
 use lmdensity_core::store::StoredRun;
 
@@ -80,48 +78,57 @@ pub fn run_task(
     run: &mut RunHandle,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunMetrics, TaskError> {
-    let started = Instant::now();
-    let mut samples: Vec<ItemSample> = Vec::new();
-    for s in run.finished_samples() {
-        match s {
-            Sample::TaskItem(item) if item.index < items.len() => samples.push(item.clone()),
-            _ => {
-                return Err(TaskError::Resume(format!(
-                    "{}: holds samples that are not items of {} ({} items)",
-                    run.dir().display(),
-                    spec.name,
-                    items.len()
-                )))
-            }
+    let mut work = ItemWork {
+        model,
+        spec,
+        items,
+        encoding,
+    };
+    drive(&mut work, run, on_progress)
+}
+
+/// A task run as units of the resumable-run driver: one item per unit (`items[u].index == u`).
+struct ItemWork<'a> {
+    model: &'a mut dyn LanguageModel,
+    spec: &'a TaskSpec,
+    items: &'a [Item],
+    encoding: Encoding,
+}
+
+impl Resumable for ItemWork<'_> {
+    type Error = TaskError;
+
+    fn n_units(&self) -> usize {
+        self.items.len()
+    }
+
+    fn unit_of(&self, sample: &Sample, run: &RunHandle) -> Result<usize, TaskError> {
+        match sample {
+            Sample::TaskItem(item) if item.index < self.items.len() => Ok(item.index),
+            _ => Err(TaskError::Resume(format!(
+                "{}: holds samples that are not items of {} ({} items)",
+                run.dir().display(),
+                self.spec.name,
+                self.items.len()
+            ))),
         }
     }
-    let done: BTreeSet<usize> = samples.iter().map(|s| s.index).collect();
-    let previous_elapsed = run.read_metrics()?.map_or(0.0, |m| m.elapsed_s);
-    on_progress(done.len(), items.len());
-    for item in items.iter().filter(|i| !done.contains(&i.index)) {
+
+    fn compute(&mut self, unit: usize) -> Result<Vec<Sample>, TaskError> {
+        let item = &self.items[unit];
         let requests = item
             .requests
             .iter()
-            .map(|(context, continuation)| encode_pair(&*model, context, continuation, encoding))
+            .map(|(context, continuation)| {
+                encode_pair(&*self.model, context, continuation, self.encoding)
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|what| TaskError::Document {
-                task: spec.name.clone(),
+                task: self.spec.name.clone(),
                 index: item.index,
                 what,
             })?;
-        let scores = match model.score(&requests) {
-            Ok(s) => s,
-            Err(e) => {
-                let partial = metrics(
-                    spec,
-                    &samples,
-                    RunStatus::Partial,
-                    previous_elapsed + started.elapsed().as_secs_f64(),
-                );
-                run.write_metrics(&partial)?;
-                return Err(e.into());
-            }
-        };
+        let scores = self.model.score(&requests)?;
         let choices = scores
             .iter()
             .zip(&item.requests)
@@ -134,24 +141,23 @@ pub fn run_task(
                 n_bytes: continuation.len(),
             })
             .collect();
-        let sample = ItemSample {
+        Ok(vec![Sample::TaskItem(ItemSample {
             index: item.index,
             gold: item.gold,
             choices,
-        };
-        run.append_sample(&Sample::TaskItem(sample.clone()))?;
-        samples.push(sample);
-        on_progress(samples.len(), items.len());
+        })])
     }
-    samples.sort_by_key(|s| s.index);
-    let m = metrics(
-        spec,
-        &samples,
-        RunStatus::Complete,
-        previous_elapsed + started.elapsed().as_secs_f64(),
-    );
-    run.write_metrics(&m)?;
-    Ok(m)
+
+    fn metrics(&self, samples: &[Sample], status: RunStatus, elapsed_s: f64) -> RunMetrics {
+        let items: Vec<ItemSample> = samples
+            .iter()
+            .filter_map(|s| match s {
+                Sample::TaskItem(i) => Some(i.clone()),
+                _ => None,
+            })
+            .collect();
+        metrics(self.spec, &items, status, elapsed_s)
+    }
 }
 
 /// A group's accuracy over the tasks of one invocation.

@@ -1,4 +1,5 @@
-//! Records the git revision and the target CPU features the binary was built with.
+//! Records the git revision and the target CPU features the library was built with (written
+//! into every run's manifest).
 use std::process::Command;
 
 fn main() {

@@ -1,24 +1,108 @@
-//! Which engine measures a model, and loading it: llama.cpp on a GGUF (the default), candle on
-//! a GGUF with candle's quantized kernels, or candle on an HF-format directory at full precision.
+//! Which model and which engine: [`ModelSpec`] names a model (registry id, GGUF file or HF
+//! directory) and how to run it; [`load`] resolves, checks and loads it on llama.cpp (the
+//! default for GGUF files), candle with its quantized kernels on a GGUF, or candle on an
+//! HF-format directory at full precision. The engine choice lives here, once.
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use lmdensity_backend::{LanguageModel, ModelInfo, TokenId};
 use lmdensity_candle::convert::Provenance;
 use lmdensity_candle::{CandleConfig, CandleModel};
 use lmdensity_core::hardware::Hardware;
 use lmdensity_core::schema::{BackendRecord, ModelRecord};
-use lmdensity_hub::{gguf, Fetcher, ResolvedModel};
+use lmdensity_hub::{gguf, ResolvedModel};
 use lmdensity_llamacpp::{LlamaCppConfig, LlamaCppModel};
 use lmdensity_tokenizer::TextTokenizer;
 use serde_json::json;
 
-use crate::cli::{BackendChoice, Cli, ConvertArgs, ConvertFormat, DtypeChoice, ModelArgs};
-use crate::commands::load_registry;
+use crate::bail;
+use crate::error::{Context, Result};
+use crate::workspace::Workspace;
+
+/// Engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EngineChoice {
+    /// llama.cpp through llama-cpp-2.
+    LlamaCpp,
+    /// candle.
+    Candle,
+}
+
+/// Dtypes candle holds an HF directory's matrices in (activations stay f32).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Dtype {
+    /// 32-bit float.
+    #[default]
+    F32,
+    /// bfloat16.
+    Bf16,
+    /// IEEE half.
+    F16,
+}
+
+/// Which model to load, and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelSpec {
+    /// Registry model id (default: the registry's default model).
+    pub model: Option<String>,
+    /// A local GGUF file, or an HF-format directory (runs on candle).
+    pub model_path: Option<PathBuf>,
+    /// The engine (default: llama.cpp for GGUF files, candle for directories).
+    pub engine: Option<EngineChoice>,
+    /// Dtype of an HF directory's matrices on candle.
+    pub dtype: Dtype,
+    /// tokenizer.json for candle on a GGUF.
+    pub tokenizer: Option<PathBuf>,
+    /// CPU threads (default: all logical CPUs).
+    pub threads: Option<u32>,
+    /// Tokens per llama_decode call.
+    pub batch_size: u32,
+    /// Layers to offload to the GPU (builds with `--features cuda`).
+    pub gpu_layers: u32,
+    /// Read the weights into memory instead of memory-mapping the file.
+    pub no_mmap: bool,
+}
+
+impl ModelSpec {
+    /// Tokens per decode call unless told otherwise.
+    pub const DEFAULT_BATCH_SIZE: u32 = 512;
+
+    /// The registry's model `id`, default settings.
+    pub fn registry(id: impl Into<String>) -> Self {
+        ModelSpec {
+            model: Some(id.into()),
+            ..ModelSpec::default()
+        }
+    }
+
+    /// The GGUF file or HF directory at `path`, default settings.
+    pub fn file(path: impl Into<PathBuf>) -> Self {
+        ModelSpec {
+            model_path: Some(path.into()),
+            ..ModelSpec::default()
+        }
+    }
+}
+
+impl Default for ModelSpec {
+    /// The registry's default model on llama.cpp, every setting at its default.
+    fn default() -> Self {
+        ModelSpec {
+            model: None,
+            model_path: None,
+            engine: None,
+            dtype: Dtype::F32,
+            tokenizer: None,
+            threads: None,
+            batch_size: Self::DEFAULT_BATCH_SIZE,
+            gpu_layers: 0,
+            no_mmap: false,
+        }
+    }
+}
 
 /// A loaded model on one engine.
-pub(crate) enum LoadedModel {
+pub enum LoadedModel {
     /// llama.cpp.
     LlamaCpp(LlamaCppModel),
     /// candle (quantized GGUF or dense HF directory).
@@ -74,10 +158,14 @@ impl LoadedModel {
 }
 
 /// A loaded engine and the records every run manifest needs.
-pub(crate) struct Engine {
+pub struct Engine {
+    /// The files loaded and where they came from.
     pub resolved: ResolvedModel,
+    /// The machine.
     pub hardware: Hardware,
+    /// The loaded model.
     pub model: LoadedModel,
+    /// The manifest's model record.
     pub record: ModelRecord,
     /// The checked GGUF header (absent for HF directories).
     pub header: Option<gguf::GgufFile>,
@@ -140,12 +228,12 @@ impl Engine {
     }
 }
 
-/// Resolves, checks and loads the model `args` name.
-pub(crate) fn load_engine(cli: &Cli, args: &ModelArgs) -> Result<Engine> {
-    load_engine_with(cli, args, |_, _, _| Ok(()))
+/// Resolves, checks and loads the model `spec` names.
+pub fn load(ws: &Workspace, spec: &ModelSpec) -> Result<Engine> {
+    load_with(ws, spec, |_, _, _| Ok(()))
 }
 
-fn threads_for(args: &ModelArgs, hardware: &Hardware) -> Result<u32> {
+fn threads_for(args: &ModelSpec, hardware: &Hardware) -> Result<u32> {
     Ok(match args.threads {
         Some(0) => bail!("--threads must be at least 1"),
         Some(t) if t as usize > hardware.cpu_threads => bail!(
@@ -157,11 +245,11 @@ fn threads_for(args: &ModelArgs, hardware: &Hardware) -> Result<u32> {
     })
 }
 
-/// As [`load_engine`], with `check` run on a GGUF's path, header and the machine before
-/// anything is loaded.
-pub(crate) fn load_engine_with(
-    cli: &Cli,
-    args: &ModelArgs,
+/// As [`load`], with `check` run on a GGUF's path, header and the machine before anything is
+/// loaded.
+pub fn load_with(
+    ws: &Workspace,
+    args: &ModelSpec,
     check: impl FnOnce(&Path, &gguf::GgufFile, &Hardware) -> Result<()>,
 ) -> Result<Engine> {
     if args.batch_size == 0 {
@@ -173,7 +261,7 @@ pub(crate) fn load_engine_with(
         threads,
         batch_size: args.batch_size,
         gpu_layers: args.gpu_layers,
-        verbose: cli.verbose,
+        verbose: ws.verbose,
         use_mmap: !args.no_mmap,
     };
     let candle_config = CandleConfig {
@@ -183,8 +271,8 @@ pub(crate) fn load_engine_with(
     if let Some(dir) = args.model_path.as_ref().filter(|p| p.is_dir()) {
         return load_hf_dir(dir, args, hardware, threads, config, candle_config);
     }
-    let wants_tokenizer = args.backend == Some(BackendChoice::Candle);
-    let (resolved, tokenizer_json) = resolve_gguf(cli, args, wants_tokenizer)?;
+    let wants_tokenizer = args.engine == Some(EngineChoice::Candle);
+    let (resolved, tokenizer_json) = resolve_gguf(ws, args, wants_tokenizer)?;
     let weights = resolved.weights().to_path_buf();
     let header = gguf::read(&weights)?;
     check(&weights, &header, &hardware)?;
@@ -197,11 +285,11 @@ pub(crate) fn load_engine_with(
         );
     }
     let started = std::time::Instant::now();
-    let model = match args.backend.unwrap_or(BackendChoice::LlamaCpp) {
-        BackendChoice::LlamaCpp => {
+    let model = match args.engine.unwrap_or(EngineChoice::LlamaCpp) {
+        EngineChoice::LlamaCpp => {
             LoadedModel::LlamaCpp(LlamaCppModel::load(&weights, config.clone())?)
         }
-        BackendChoice::Candle => {
+        EngineChoice::Candle => {
             let tokenizer = candle_tokenizer(args, tokenizer_json.as_deref(), &weights, &header)?;
             LoadedModel::Candle(Box::new(CandleModel::load_gguf(
                 &weights,
@@ -238,16 +326,16 @@ pub(crate) fn load_engine_with(
 
 /// The GGUF to load (a registry entry resolved through the fetcher, or a local file) and the
 /// registry's tokenizer.json for it, fetched, when it names one and candle will run.
-pub(crate) fn resolve_gguf(
-    cli: &Cli,
-    args: &ModelArgs,
+pub fn resolve_gguf(
+    ws: &Workspace,
+    args: &ModelSpec,
     wants_tokenizer: bool,
 ) -> Result<(ResolvedModel, Option<PathBuf>)> {
-    let fetcher = Fetcher::from_env(cli.quiet);
+    let fetcher = ws.fetcher();
     if let Some(path) = &args.model_path {
         return Ok((fetcher.resolve_path(path)?, None));
     }
-    let registry = load_registry(cli)?;
+    let registry = ws.registry()?;
     let id = args
         .model
         .clone()
@@ -270,8 +358,8 @@ pub(crate) fn resolve_gguf(
 
 /// The tokenizer candle uses for a GGUF: `--tokenizer`, else the registry's tokenizer.json,
 /// else one rebuilt from the GGUF's vocabulary.
-pub(crate) fn candle_tokenizer(
-    args: &ModelArgs,
+pub fn candle_tokenizer(
+    args: &ModelSpec,
     registry_json: Option<&Path>,
     weights: &Path,
     header: &gguf::GgufFile,
@@ -287,13 +375,13 @@ pub(crate) fn candle_tokenizer(
 /// Loads an HF-format directory on candle.
 fn load_hf_dir(
     dir: &Path,
-    args: &ModelArgs,
+    args: &ModelSpec,
     hardware: Hardware,
     threads: u32,
     config: LlamaCppConfig,
     candle_config: CandleConfig,
 ) -> Result<Engine> {
-    if args.backend == Some(BackendChoice::LlamaCpp) {
+    if args.engine == Some(EngineChoice::LlamaCpp) {
         bail!(
             "{}: an HF directory runs on candle; llama.cpp needs a GGUF (convert with `lmdensity convert`)",
             dir.display()
@@ -330,7 +418,7 @@ fn load_hf_dir(
         [one] => one.clone(),
         many => lmdensity_hub::fetch::hash_bytes(many.join("\n").as_bytes()),
     };
-    let provenance = Provenance::read(dir).map_err(anyhow::Error::msg)?;
+    let provenance = Provenance::read(dir)?;
     let started = std::time::Instant::now();
     let model = CandleModel::load_dir(dir, dtype, candle_config)?;
     let load_s = started.elapsed().as_secs_f64();
@@ -373,80 +461,10 @@ fn load_hf_dir(
     })
 }
 
-fn dtype_of(choice: DtypeChoice) -> lmdensity_candle::DType {
+pub(crate) fn dtype_of(choice: Dtype) -> lmdensity_candle::DType {
     match choice {
-        DtypeChoice::F32 => lmdensity_candle::DType::F32,
-        DtypeChoice::Bf16 => lmdensity_candle::DType::BF16,
-        DtypeChoice::F16 => lmdensity_candle::DType::F16,
+        Dtype::F32 => lmdensity_candle::DType::F32,
+        Dtype::Bf16 => lmdensity_candle::DType::BF16,
+        Dtype::F16 => lmdensity_candle::DType::F16,
     }
-}
-
-/// `lmdensity convert`: GGUF → HF directory with dequantized weights.
-pub(crate) fn convert(cli: &Cli, args: &ConvertArgs) -> Result<()> {
-    if args.format == ConvertFormat::GgufF32 {
-        let (resolved, _) = resolve_gguf(cli, &args.model, false)?;
-        let started = std::time::Instant::now();
-        let (label, done) = dequantize_gguf(resolved.weights(), &args.out)?;
-        println!(
-            "{}: {} tensors, {:.1} MB, {label}, in {:.1} s",
-            args.out.display(),
-            done.tensors,
-            done.bytes as f64 / 1e6,
-            started.elapsed().as_secs_f64()
-        );
-        return Ok(());
-    }
-    let (resolved, registry_json) = resolve_gguf(cli, &args.model, true)?;
-    let weights = resolved.weights().to_path_buf();
-    let header = gguf::read(&weights)?;
-    let tokenizer = candle_tokenizer(&args.model, registry_json.as_deref(), &weights, &header)?;
-    let dtype = dtype_of(args.model.dtype);
-    let provenance = Provenance {
-        source: weights.display().to_string(),
-        source_sha256: resolved.sha256[0].clone(),
-        quantization: header.quantization(),
-        stored_as: format!("{dtype:?}").to_lowercase(),
-        tokenizer: tokenizer.describe(),
-        converter: format!("lmdensity {}", env!("CARGO_PKG_VERSION")),
-    };
-    let started = std::time::Instant::now();
-    let done =
-        lmdensity_candle::convert::gguf_to_hf(&weights, &args.out, dtype, &tokenizer, &provenance)
-            .map_err(anyhow::Error::msg)?;
-    println!(
-        "{}: {} tensors, {:.1} MB, {} in {:.1} s{}",
-        done.dir.display(),
-        done.tensors,
-        done.bytes as f64 / 1e6,
-        provenance.label(),
-        started.elapsed().as_secs_f64(),
-        if done.skipped.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; left out (no HF counterpart): {}",
-                done.skipped.join(", ")
-            )
-        }
-    );
-    Ok(())
-}
-
-/// Writes `gguf` dequantized to an F32 GGUF at `out` (refusing to overwrite a file); returns
-/// the new file's quantization label (`F32, dequantized from Q4_1`) and what was written.
-pub(crate) fn dequantize_gguf(
-    gguf: &Path,
-    out: &Path,
-) -> Result<(String, lmdensity_candle::convert::DequantizedGguf)> {
-    if out.exists() {
-        bail!("{}: already exists; choose a new file name", out.display());
-    }
-    let source = gguf::read(gguf)?.quantization();
-    let done = lmdensity_candle::convert::gguf_to_f32_gguf(
-        gguf,
-        out,
-        (gguf::DEQUANTIZED_FROM_KEY, &source),
-    )
-    .map_err(anyhow::Error::msg)?;
-    Ok((gguf::read(out)?.quantization(), done))
 }

@@ -1,0 +1,289 @@
+//! Arguments into jobs: every flag lands in a field of a job from `lmdensity_jobs`; nothing is
+//! measured or checked against files here.
+
+use lmdensity_bench::plan::{logical_cpus, parse_bytes, parse_pairs, parse_sizes, Sweep};
+use lmdensity_jobs as jobs;
+use lmdensity_jobs::{JobError, ModelSpec, Result};
+
+use crate::cli::{
+    BackendChoice, BenchArgs, BenchFormat, ConvertArgs, ConvertFormat, DensityArgs, DtypeChoice,
+    EvalArgs, FitArgs, FitSettings, FitTarget, KldArgs, LawName, Mode, ModelArgs, PplArgs,
+    QuantizeArgs, ReferenceArgs, SweepArgs, TrendArgs,
+};
+
+impl ModelArgs {
+    /// The model and engine settings.
+    pub fn spec(&self) -> ModelSpec {
+        ModelSpec {
+            model: self.model.clone(),
+            model_path: self.model_path.clone(),
+            engine: self.backend.map(engine),
+            dtype: match self.dtype {
+                DtypeChoice::F32 => jobs::Dtype::F32,
+                DtypeChoice::Bf16 => jobs::Dtype::Bf16,
+                DtypeChoice::F16 => jobs::Dtype::F16,
+            },
+            tokenizer: self.tokenizer.clone(),
+            threads: self.threads,
+            batch_size: self.batch_size,
+            gpu_layers: self.gpu_layers,
+            no_mmap: self.no_mmap,
+        }
+    }
+}
+
+fn engine(choice: BackendChoice) -> jobs::EngineChoice {
+    match choice {
+        BackendChoice::LlamaCpp => jobs::EngineChoice::LlamaCpp,
+        BackendChoice::Candle => jobs::EngineChoice::Candle,
+    }
+}
+
+impl KldArgs {
+    fn spec(&self) -> jobs::KldSpec {
+        jobs::KldSpec {
+            save_base: self.save_kld_base.clone(),
+            compare_with: self.kld_base.clone(),
+            top_k: self.kld_top_k,
+        }
+    }
+}
+
+impl PplArgs {
+    /// The perplexity job.
+    pub fn job(&self) -> jobs::PerplexityJob {
+        jobs::PerplexityJob {
+            model: self.model.spec(),
+            corpus: self.corpus.clone(),
+            corpus_bytes: self.corpus_bytes,
+            modes: match self.mode {
+                Mode::Harness => jobs::Modes::Harness,
+                Mode::LlamaCpp => jobs::Modes::LlamaCpp,
+                Mode::Both => jobs::Modes::Both,
+            },
+            max_length: self.max_length,
+            n_ctx: self.n_ctx,
+            resume: self.resume,
+            kld: self.kld.spec(),
+        }
+    }
+}
+
+impl EvalArgs {
+    /// The task job.
+    pub fn job(&self) -> jobs::TaskJob {
+        jobs::TaskJob {
+            model: self.model.spec(),
+            tasks: self.tasks.clone(),
+            limit: self.limit,
+            num_fewshot: self.num_fewshot,
+            seed: self.seed,
+            no_shared_context: self.no_shared_context,
+            tasks_file: self.tasks_file.clone(),
+            resume: self.resume,
+            lm_eval_json: self.lm_eval_json.clone(),
+        }
+    }
+}
+
+impl BenchArgs {
+    /// The bench job; size lists that do not parse are refused naming the flag.
+    pub fn job(&self) -> Result<jobs::BenchJob> {
+        let sizes = |flag: &str, text: &str| parse_sizes(flag, text).map_err(JobError::Invalid);
+        let sweep = Sweep {
+            n_prompt: sizes("--n-prompt", &self.n_prompt)?,
+            n_gen: sizes("--n-gen", &self.n_gen)?,
+            prompt_gen: parse_pairs(self.prompt_gen.as_deref().unwrap_or(""))
+                .map_err(JobError::Invalid)?,
+            n_depth: sizes("--n-depth", &self.n_depth)?,
+            n_batch: sizes("--batch-size", &self.batch_size)?,
+            n_ubatch: sizes("--ubatch-size", &self.ubatch_size)?,
+            threads: match &self.threads {
+                Some(list) => sizes("--threads", list)?,
+                None => vec![logical_cpus() as u32],
+            },
+            n_seq: sizes("--parallel", &self.parallel)?,
+        };
+        let memory_budget = self
+            .memory_budget
+            .as_deref()
+            .map(|text| parse_bytes("--memory-budget", text).map_err(JobError::Invalid))
+            .transpose()?;
+        Ok(jobs::BenchJob {
+            model: ModelSpec {
+                model: self.model.clone(),
+                model_path: self.model_path.clone(),
+                engine: self.backend.map(engine),
+                tokenizer: self.tokenizer.clone(),
+                gpu_layers: self.gpu_layers,
+                no_mmap: self.no_mmap,
+                ..ModelSpec::default()
+            },
+            sweep,
+            repetitions: self.repetitions,
+            warmup: self.warmup,
+            seed: self.seed,
+            roofline: !self.no_roofline,
+            memory_budget,
+        })
+    }
+}
+
+impl BenchFormat {
+    /// The bench crate's output format.
+    pub fn format(self) -> lmdensity_bench::Format {
+        match self {
+            BenchFormat::Table => lmdensity_bench::Format::Table,
+            BenchFormat::Md => lmdensity_bench::Format::Markdown,
+            BenchFormat::Csv => lmdensity_bench::Format::Csv,
+            BenchFormat::Json => lmdensity_bench::Format::Json,
+            BenchFormat::Jsonl => lmdensity_bench::Format::Jsonl,
+        }
+    }
+}
+
+impl SweepArgs {
+    /// The quantization sweep; unknown type names are refused listing the known ones.
+    pub fn job(&self) -> Result<jobs::SweepJob> {
+        Ok(jobs::SweepJob {
+            model: self.model.clone(),
+            types: self
+                .types
+                .split(',')
+                .filter(|t| !t.trim().is_empty())
+                .map(jobs::sweep::parse_type)
+                .collect::<Result<_>>()?,
+            corpus: self.corpus.clone(),
+            corpus_bytes: self.corpus_bytes,
+            max_length: self.max_length,
+            tasks: self.tasks.clone(),
+            task_limit: self.task_limit,
+            bench_repetitions: self.bench_repetitions,
+            work_dir: self.work_dir.clone(),
+            out: self.out.clone(),
+            fresh: self.fresh,
+        })
+    }
+}
+
+impl QuantizeArgs {
+    /// The quantize job.
+    pub fn job(&self) -> Result<jobs::QuantizeJob> {
+        Ok(jobs::QuantizeJob {
+            input: self.input.clone(),
+            out: self.out.clone(),
+            kind: jobs::sweep::parse_type(&self.kind)?,
+            threads: self.threads,
+        })
+    }
+}
+
+impl ConvertArgs {
+    /// The convert job.
+    pub fn job(&self) -> jobs::ConvertJob {
+        jobs::ConvertJob {
+            model: self.model.spec(),
+            out: self.out.clone(),
+            format: match self.format {
+                ConvertFormat::Hf => jobs::ConvertFormat::Hf,
+                ConvertFormat::GgufF32 => jobs::ConvertFormat::GgufF32,
+            },
+        }
+    }
+}
+
+impl FitSettings {
+    fn settings(&self) -> jobs::FitSettings {
+        jobs::FitSettings {
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+            confidence: self.confidence,
+        }
+    }
+}
+
+fn law(name: LawName) -> jobs::LawName {
+    match name {
+        LawName::GadreError => jobs::LawName::GadreError,
+        LawName::GadreOvertraining => jobs::LawName::GadreOvertraining,
+        LawName::Chinchilla => jobs::LawName::Chinchilla,
+        LawName::ChinchillaHuber => jobs::LawName::ChinchillaHuber,
+        LawName::ChinchillaVarpro => jobs::LawName::ChinchillaVarpro,
+        LawName::DensingLoss => jobs::LawName::DensingLoss,
+        LawName::DensingPerformance => jobs::LawName::DensingPerformance,
+    }
+}
+
+impl FitArgs {
+    /// The fit job.
+    pub fn job(&self) -> jobs::FitJob {
+        let target = match &self.target {
+            FitTarget::Gadre {
+                data,
+                dataset,
+                eval_set,
+            } => jobs::FitTarget::Gadre {
+                data: data.clone(),
+                dataset: dataset.clone(),
+                eval_set: eval_set.clone(),
+            },
+            FitTarget::Runs { law: l, x, y } => jobs::FitTarget::Runs {
+                law: law(*l),
+                x: x.clone(),
+                y: y.clone(),
+            },
+            FitTarget::Csv {
+                file,
+                law: l,
+                x,
+                y,
+                label,
+            } => jobs::FitTarget::Csv {
+                file: file.clone(),
+                law: law(*l),
+                x: x.clone(),
+                y: y.clone(),
+                label: label.clone(),
+            },
+        };
+        jobs::FitJob {
+            target,
+            settings: self.settings.settings(),
+        }
+    }
+}
+
+impl ReferenceArgs {
+    fn spec(&self) -> jobs::ReferenceSpec {
+        jobs::ReferenceSpec {
+            table: self.table.clone(),
+            d0: self.d0,
+            min_tokens: self.min_tokens,
+            max_extrapolation: self.max_extrapolation,
+        }
+    }
+}
+
+impl DensityArgs {
+    /// The density job.
+    pub fn job(&self) -> jobs::DensityJob {
+        jobs::DensityJob {
+            models: self.models.clone(),
+            scores: self.score.clone(),
+            params: self.params,
+            name: self.name.clone(),
+            reference: self.reference.spec(),
+            settings: self.settings.settings(),
+        }
+    }
+}
+
+impl TrendArgs {
+    /// The trend job.
+    pub fn job(&self) -> jobs::TrendJob {
+        jobs::TrendJob {
+            reference: self.reference.spec(),
+            settings: self.settings.settings(),
+        }
+    }
+}

@@ -1,0 +1,742 @@
+//! Analysis jobs: a law fitted to reference data, a CSV file or the results store (`FitJob`),
+//! effective parameter size and density against the reference family (`DensityJob`), and the
+//! density trend over release dates (`TrendJob`). Each returns its typed outcome and its JSON,
+//! and saves the JSON to `analyses/` in the store.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use lmdensity_core::{progress, AnalysisRecord, SCHEMA_VERSION};
+use lmdensity_laws::chinchilla::ChinchillaLaw;
+use lmdensity_laws::densing::{DensityEstimate, LossLaw, PerformanceLaw};
+use lmdensity_laws::effective::{
+    mean_task_score, Excluded, ReferenceFamily, TableDensities, TableEstimate, PYTHIA_TOKENS,
+};
+use lmdensity_laws::fit::{fit, fit_with, FitOptions, FitReport, Law, Point};
+use lmdensity_laws::gadre::{ErrorLaw, OverTrainingLaw};
+use lmdensity_laws::reference::{
+    load_gadre_runs, parse_open_models, shipped_gadre_runs, OpenModel, COMMONSENSE_TASKS,
+    OPEN_MODELS_CSV, SHIPPED_GADRE_DATA,
+};
+use lmdensity_laws::reproduction::{reproduce_gadre, GadreReproduction};
+use lmdensity_laws::robust::HuberLse;
+use lmdensity_laws::trend::{density_trend, parse_release_date, DatedDensity, TrendReport};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::{Context, Result};
+use crate::workspace::Workspace;
+use crate::{bail, JobError};
+
+/// Settings shared by every fit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct FitSettings {
+    /// Bootstrap resamples for the confidence intervals.
+    pub bootstrap: usize,
+    /// Seed of the bootstrap.
+    pub seed: u64,
+    /// Confidence level of the intervals.
+    pub confidence: f64,
+}
+
+impl Default for FitSettings {
+    /// 1000 resamples, seed 0, 95% intervals.
+    fn default() -> Self {
+        FitSettings {
+            bootstrap: 1000,
+            seed: 0,
+            confidence: 0.95,
+        }
+    }
+}
+
+impl FitSettings {
+    fn options(&self) -> Result<FitOptions> {
+        if !(self.confidence > 0.0 && self.confidence < 1.0) {
+            bail!(
+                "--confidence {} must be between 0 and 1 (e.g. 0.95)",
+                self.confidence
+            );
+        }
+        Ok(FitOptions {
+            bootstrap: self.bootstrap,
+            seed: self.seed,
+            confidence: self.confidence,
+            ..FitOptions::default()
+        })
+    }
+
+    fn json(&self) -> BTreeMap<String, serde_json::Value> {
+        crate::run::settings([
+            ("bootstrap", json!(self.bootstrap)),
+            ("seed", json!(self.seed)),
+            ("confidence", json!(self.confidence)),
+        ])
+    }
+}
+
+/// Laws a fit can fit, each with its solver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LawName {
+    /// Err(L) = ε − k·exp(−γ·L); x = L.
+    GadreError,
+    /// L(N, M) = α·N^b + β·6^(b/2)·(M·N)^b + E; x = N, M.
+    GadreOvertraining,
+    /// L(N, D) = E + A/N^α + B/D^β by least squares; x = N, D.
+    Chinchilla,
+    /// The same law by Hoffmann et al.'s Huber loss on log-loss (L-BFGS); x = N, D.
+    ChinchillaHuber,
+    /// The same law by variable projection; x = N, D.
+    ChinchillaVarpro,
+    /// L(N, D) = a·N^(−α) + b·D^(−β); x = N, D.
+    DensingLoss,
+    /// S(L) = c / (1 + e^(−γ(L − l))) + d; x = L.
+    DensingPerformance,
+}
+
+impl LawName {
+    /// The law object.
+    pub fn law(self) -> &'static dyn Law {
+        match self {
+            LawName::GadreError => &ErrorLaw,
+            LawName::GadreOvertraining => &OverTrainingLaw,
+            LawName::Chinchilla | LawName::ChinchillaHuber | LawName::ChinchillaVarpro => {
+                &ChinchillaLaw
+            }
+            LawName::DensingLoss => &LossLaw,
+            LawName::DensingPerformance => &PerformanceLaw,
+        }
+    }
+
+    /// Fits the law with the solver this name says.
+    pub fn fit(self, points: &[Point], options: &FitOptions) -> Result<FitReport> {
+        let law = self.law();
+        Ok(match self {
+            LawName::ChinchillaHuber => fit_with(law, points, options, &HuberLse::default())?,
+            LawName::ChinchillaVarpro => {
+                lmdensity_laws::chinchilla::fit_variable_projection(points, options)?
+            }
+            _ => fit(law, points, options)?,
+        })
+    }
+
+    /// Refuses inputs that are not the law's number of fields.
+    fn check_inputs(self, x: &[String]) -> Result<()> {
+        let law = self.law();
+        if x.len() != law.inputs().len() {
+            bail!(
+                "{} takes {} input(s) ({}), got {} (--x {})",
+                law.name(),
+                law.inputs().len(),
+                law.inputs().join(", "),
+                x.len(),
+                x.join(" --x ")
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Input fields as given: each `--x` may itself be a comma list (`--x N,D` = `--x N --x D`).
+pub fn split_fields(x: &[String]) -> Vec<String> {
+    x.iter()
+        .flat_map(|f| f.split(','))
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// What to fit.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FitTarget {
+    /// Gadre et al. 2024 on their released runs.
+    Gadre {
+        /// Their `exp_data` directory (default: the copy built into lmdensity).
+        data: Option<PathBuf>,
+        /// Training set: rpj, c4_original, rw_original.
+        dataset: String,
+        /// Validation loss: c4_val, paloma_ptb, …
+        eval_set: String,
+    },
+    /// A law on values from the results store, joined per model.
+    Runs {
+        /// The law.
+        law: LawName,
+        /// Input fields, in the law's order.
+        x: Vec<String>,
+        /// Output field.
+        y: String,
+    },
+    /// A law on columns of a CSV file.
+    Csv {
+        /// The file (with a header row).
+        file: PathBuf,
+        /// The law.
+        law: LawName,
+        /// Input columns, in the law's order.
+        x: Vec<String>,
+        /// Output column.
+        y: String,
+        /// Column naming each row (default: row numbers).
+        label: Option<String>,
+    },
+}
+
+/// A fit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FitJob {
+    /// What to fit.
+    pub target: FitTarget,
+    /// Bootstrap and confidence.
+    pub settings: FitSettings,
+}
+
+/// What a fit produced.
+#[derive(Debug, Clone)]
+pub enum FitOutcome {
+    /// Gadre et al.'s reproduction, and where its data came from.
+    Gadre(Box<GadreReproduction>, String),
+    /// One law's fit.
+    Law(Box<FitReport>),
+}
+
+/// An analysis's outcome, its JSON (as printed by `--json` and saved) and where it was saved.
+#[derive(Debug, Clone)]
+pub struct Analysis<T> {
+    /// The typed outcome.
+    pub outcome: T,
+    /// The saved JSON.
+    pub json: serde_json::Value,
+    /// The file under `analyses/`.
+    pub saved: PathBuf,
+}
+
+impl FitJob {
+    /// Fits, saves and returns the outcome.
+    pub fn run(&self, ws: &Workspace) -> Result<Analysis<FitOutcome>> {
+        let options = self.settings.options()?;
+        let mut settings = self.settings.json();
+        let (name, outcome, json) = match &self.target {
+            FitTarget::Gadre {
+                data,
+                dataset,
+                eval_set,
+            } => {
+                let (runs, label) = match data {
+                    Some(dir) => (load_gadre_runs(dir)?, dir.display().to_string()),
+                    None => (shipped_gadre_runs()?, SHIPPED_GADRE_DATA.to_string()),
+                };
+                let spinner = progress::spinner("fitting Gadre et al.'s laws");
+                let fits = reproduce_gadre(&runs, dataset, eval_set, &options)
+                    .with_context(|| format!("Gadre et al.'s runs in {label}"))?;
+                spinner.finish_and_clear();
+                settings.insert("data".into(), json!(label));
+                settings.insert("dataset".into(), json!(dataset));
+                settings.insert("eval_set".into(), json!(eval_set));
+                let json = json!({
+                    "loss_law": fits.loss_law,
+                    "loss_law_paper_form": OverTrainingLaw::paper_form(&fits.loss_law.values()),
+                    "error_law": fits.error_law,
+                    "chinchilla": fits.chinchilla,
+                    "predictions": fits.predictions,
+                });
+                (
+                    "gadre".to_string(),
+                    FitOutcome::Gadre(Box::new(fits), label),
+                    json,
+                )
+            }
+            FitTarget::Runs { law, x, y } => {
+                let x = split_fields(x);
+                law.check_inputs(&x)?;
+                let points = store_points(ws, &x, y)?;
+                let report = law.fit(&points, &options).with_context(|| {
+                    format!(
+                        "fitting {} to the runs in {}",
+                        law.law().name(),
+                        ws.results_dir.display()
+                    )
+                })?;
+                settings.insert(
+                    "results_dir".into(),
+                    json!(ws.results_dir.display().to_string()),
+                );
+                settings.insert("x".into(), json!(x));
+                settings.insert("y".into(), json!(y));
+                let json = serde_json::to_value(&report)?;
+                (law.law().name().to_string(), FitOutcome::Law(Box::new(report)), json)
+            }
+            FitTarget::Csv {
+                file,
+                law,
+                x,
+                y,
+                label,
+            } => {
+                let x = split_fields(x);
+                law.check_inputs(&x)?;
+                let points = read_points(file, &x, y, label.as_deref())?;
+                let report = law.fit(&points, &options)?;
+                settings.insert("file".into(), json!(file.display().to_string()));
+                settings.insert("x".into(), json!(x));
+                settings.insert("y".into(), json!(y));
+                let json = serde_json::to_value(&report)?;
+                (law.law().name().to_string(), FitOutcome::Law(Box::new(report)), json)
+            }
+        };
+        let saved = save(ws, "fit", &name, settings, &json)?;
+        Ok(Analysis {
+            outcome,
+            json,
+            saved,
+        })
+    }
+}
+
+/// Writes an analysis to the results store and says where.
+fn save(
+    ws: &Workspace,
+    kind: &str,
+    name: &str,
+    settings: BTreeMap<String, serde_json::Value>,
+    result: &impl Serialize,
+) -> Result<PathBuf> {
+    let now = chrono::Utc::now();
+    let mut software = crate::run::software();
+    software.crate_versions.clear();
+    let record = AnalysisRecord {
+        schema_version: SCHEMA_VERSION,
+        id: format!("{}-{kind}-{name}", now.format("%Y%m%dT%H%M%S")),
+        kind: kind.into(),
+        created_at: now.to_rfc3339(),
+        software,
+        settings,
+        result: serde_json::to_value(result)?,
+    };
+    let path = ws.store().write_analysis(&record)?;
+    progress::say(format!("saved {}", path.display()));
+    Ok(path)
+}
+
+/// Per model id: every value of its complete runs (see
+/// [`lmdensity_report::collect::model_values`]), plus from the registry `tokens` and
+/// `release_days` (days since 2023-01-01; a date the registry cannot give to the day or month
+/// is left out, with a warning).
+pub fn model_values(ws: &Workspace) -> Result<BTreeMap<String, BTreeMap<String, f64>>> {
+    let runs = ws.store().runs()?;
+    let mut values = lmdensity_report::collect::model_values(&runs);
+    let registry = ws.registry().ok();
+    for (id, entry) in values.iter_mut() {
+        let Some(model) = registry.as_ref().and_then(|r| r.get(id).ok()) else {
+            continue;
+        };
+        if let Some(tokens) = model.training_tokens {
+            entry.insert("tokens".into(), tokens);
+        }
+        match parse_release_date(&model.release_date) {
+            Ok(day) => {
+                let days = (day - lmdensity_laws::trend::epoch()).num_days();
+                entry.insert("release_days".into(), days as f64);
+            }
+            Err(reason) => progress::say(format!("warning: {id}: {reason}; no release_days")),
+        }
+    }
+    Ok(values)
+}
+
+/// Points of `y` against `x` from the store's per-model values.
+fn store_points(ws: &Workspace, x: &[String], y: &str) -> Result<Vec<Point>> {
+    let values = model_values(ws)?;
+    if values.is_empty() {
+        bail!("no complete runs in {}", ws.results_dir.display());
+    }
+    let mut points = Vec::new();
+    let mut skipped = Vec::new();
+    for (model, fields) in &values {
+        let get = |name: &str| fields.get(name).copied();
+        match (
+            x.iter().map(|f| get(f)).collect::<Option<Vec<f64>>>(),
+            get(y),
+        ) {
+            (Some(xs), Some(value)) => points.push(Point::new(model, xs, value)),
+            _ => skipped.push(model.clone()),
+        }
+    }
+    if !skipped.is_empty() {
+        progress::say(format!(
+            "models without all of {}, {y}: {}",
+            x.join(", "),
+            skipped.join(", ")
+        ));
+    }
+    Ok(points)
+}
+
+/// Points from CSV columns; every error names the file, row and column.
+fn read_points(file: &Path, x: &[String], y: &str, label: Option<&str>) -> Result<Vec<Point>> {
+    let mut reader =
+        csv::Reader::from_path(file).with_context(|| format!("reading {}", file.display()))?;
+    let headers = reader
+        .headers()
+        .with_context(|| format!("{}: no header row", file.display()))?
+        .clone();
+    let column = |name: &str| {
+        headers.iter().position(|h| h == name).with_context(|| {
+            format!(
+                "{}: no column {name:?} (columns: {})",
+                file.display(),
+                headers.iter().collect::<Vec<_>>().join(", ")
+            )
+        })
+    };
+    let x_cols: Vec<usize> = x.iter().map(|c| column(c)).collect::<Result<_>>()?;
+    let y_col = column(y)?;
+    let label_col = label.map(column).transpose()?;
+    let mut points = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let row = i + 2;
+        let record = record.with_context(|| format!("{}: row {row}", file.display()))?;
+        let number = |c: usize| -> Result<f64> {
+            let cell = record.get(c).unwrap_or("").trim();
+            cell.parse::<f64>().map_err(|_| {
+                JobError::Invalid(format!(
+                    "{}: row {row}, column {:?}: {cell:?} is not a number",
+                    file.display(),
+                    &headers[c]
+                ))
+            })
+        };
+        let xs = x_cols
+            .iter()
+            .map(|&c| number(c))
+            .collect::<Result<Vec<_>>>()?;
+        let name = label_col
+            .and_then(|c| record.get(c))
+            .map_or(format!("row {row}"), str::to_string);
+        points.push(Point::new(name, xs, number(y_col)?));
+    }
+    Ok(points)
+}
+
+/// How the reference family is fitted and read, and which open-models table is placed on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReferenceSpec {
+    /// Open-models table (default: the one shipped with lmdensity).
+    pub table: Option<PathBuf>,
+    /// Token budget D₀ at which N̂ is read off (default: Pythia's own).
+    pub d0: Option<f64>,
+    /// Pythia checkpoints with fewer tokens seen are left out of the reference fit.
+    pub min_tokens: f64,
+    /// Leave out estimates of N̂ beyond this multiple of the largest Pythia.
+    pub max_extrapolation: f64,
+}
+
+impl Default for ReferenceSpec {
+    /// The shipped table, D₀ = Pythia's budget, checkpoints from 2B tokens, up to 10× Pythia-12B.
+    fn default() -> Self {
+        ReferenceSpec {
+            table: None,
+            d0: None,
+            min_tokens: 2e9,
+            max_extrapolation: 10.0,
+        }
+    }
+}
+
+impl ReferenceSpec {
+    fn table(&self) -> Result<Vec<OpenModel>> {
+        Ok(match &self.table {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                parse_open_models(&text, &path.display().to_string())?
+            }
+            None => parse_open_models(OPEN_MODELS_CSV, "open_models.csv (shipped)")?,
+        })
+    }
+
+    fn family(&self, options: &FitOptions) -> Result<ReferenceFamily> {
+        let spinner = progress::spinner("fitting the Pythia reference family (score vs N, D)");
+        let family = ReferenceFamily::pythia(
+            &COMMONSENSE_TASKS,
+            self.d0.unwrap_or(PYTHIA_TOKENS),
+            self.min_tokens,
+            options,
+        )?;
+        spinner.finish_and_clear();
+        Ok(family)
+    }
+
+    fn json(&self, settings: &FitSettings) -> BTreeMap<String, serde_json::Value> {
+        let mut out = settings.json();
+        out.insert("reference".into(), json!("pythia (standard Pile)"));
+        out.insert("tasks".into(), json!(COMMONSENSE_TASKS));
+        out.insert("d0".into(), json!(self.d0.unwrap_or(PYTHIA_TOKENS)));
+        out.insert("min_tokens".into(), json!(self.min_tokens));
+        out.insert("max_extrapolation".into(), json!(self.max_extrapolation));
+        out.insert(
+            "table".into(),
+            json!(self
+                .table
+                .as_deref()
+                .map_or("open_models.csv (shipped)".into(), |p| p
+                    .display()
+                    .to_string())),
+        );
+        out
+    }
+}
+
+/// Effective parameter size N̂ and density ρ of models against the Pythia reference.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DensityJob {
+    /// Registry ids (their task results in the store) or rows of the open-models table; with
+    /// none and no `scores`, every comparable row of the table.
+    pub models: Vec<String>,
+    /// Scores of a model not in the table, as `TASK=ACCURACY` (0–1), with `params`.
+    pub scores: Vec<String>,
+    /// Parameter count of the model given by `scores`.
+    pub params: Option<f64>,
+    /// Name of the model given by `scores`.
+    pub name: String,
+    /// The reference.
+    pub reference: ReferenceSpec,
+    /// Bootstrap and confidence.
+    pub settings: FitSettings,
+}
+
+/// Density estimates, with the reference and what was left out.
+#[derive(Debug, Clone)]
+pub struct DensityOutcome {
+    /// The reference family's fit.
+    pub family: ReferenceFamily,
+    /// One estimate per model, with its release date where known.
+    pub estimates: Vec<(DensityEstimate, Option<NaiveDate>)>,
+    /// Table rows left out, and why.
+    pub excluded: Vec<Excluded>,
+}
+
+impl DensityJob {
+    /// Estimates, saves and returns the outcome.
+    pub fn run(&self, ws: &Workspace) -> Result<Analysis<DensityOutcome>> {
+        let options = self.settings.options()?;
+        let (seed, confidence) = (self.settings.seed, self.settings.confidence);
+        let table = self.reference.table()?;
+        let registry = ws.registry().ok();
+        let family = self.reference.family(&options)?;
+        let mut estimates = Vec::new();
+        let mut excluded = Vec::new();
+        if !self.scores.is_empty() {
+            let (score, params) = self.given_score()?;
+            let estimate = family.density(&self.name, score, None, params, seed, confidence)?;
+            estimates.push((estimate, None));
+        }
+        // The store is read once for every registry model asked for.
+        let mut store_values = None;
+        for name in &self.models {
+            if let Some(row) = table.iter().find(|m| m.name.eq_ignore_ascii_case(name)) {
+                if !row.commonsense_zero_shot() {
+                    progress::say(format!(
+                        "warning: {}: the table's protocol is not 0-shot accuracy on these tasks ({}); its N̂ is not comparable",
+                        row.name, row.eval_protocol
+                    ));
+                }
+                estimates.push((family.density_of(row, seed, confidence)?, row.released));
+                continue;
+            }
+            let Some(entry) = registry.as_ref().and_then(|r| r.get(name).ok()) else {
+                bail!("{name}: neither a registry model nor a row of the open-models table");
+            };
+            if store_values.is_none() {
+                store_values = Some(model_values(ws)?);
+            }
+            let fields = store_values.as_ref().and_then(|v| v.get(name.as_str()));
+            let empty = BTreeMap::new();
+            let (score, stderr) = mean_task_score(fields.unwrap_or(&empty), &COMMONSENSE_TASKS)
+                .map_err(|missing| {
+                    JobError::Invalid(format!(
+                        "{name}: no downstream-task results for {} in {} — N̂ needs its zero-shot accuracy on {} \
+                         (measure them with `lmdensity eval --model {name} --tasks commonsense`, or pass --score TASK=ACC --params N)",
+                        missing.join(", "),
+                        ws.results_dir.display(),
+                        COMMONSENSE_TASKS.join(", ")
+                    ))
+                })?;
+            let params = fields
+                .and_then(|f| f.get("params").copied())
+                .context("no parameter count in its runs")?;
+            let released = parse_release_date(&entry.release_date).ok();
+            let estimate = family.density(name, score, stderr, params, seed, confidence)?;
+            estimates.push((estimate, released));
+        }
+        if self.models.is_empty() && self.scores.is_empty() {
+            let TableDensities {
+                estimates: rows,
+                excluded: left_out,
+            } = family.table_densities(&table, self.reference.max_extrapolation, seed, confidence);
+            estimates.extend(rows.into_iter().map(|r| (r.estimate, r.released)));
+            excluded = left_out;
+        }
+        let json = json!({
+            "reference": family,
+            "estimates": estimates.iter().map(|(e, d)| json!({"released": d, "estimate": e})).collect::<Vec<_>>(),
+            "excluded": excluded,
+        });
+        let saved = save(
+            ws,
+            "density",
+            "pythia",
+            self.reference.json(&self.settings),
+            &json,
+        )?;
+        Ok(Analysis {
+            outcome: DensityOutcome {
+                family,
+                estimates,
+                excluded,
+            },
+            json,
+            saved,
+        })
+    }
+
+    /// The mean of the `TASK=ACC` scores over the reference's tasks, and `params`.
+    fn given_score(&self) -> Result<(f64, f64)> {
+        let params = self
+            .params
+            .context("--score needs --params (the model's parameter count, e.g. 1.7e9)")?;
+        let mut scores = BTreeMap::new();
+        for pair in &self.scores {
+            let (task, value) = pair
+                .split_once('=')
+                .with_context(|| format!("--score {pair:?}: expected TASK=ACCURACY"))?;
+            let value: f64 = value
+                .parse()
+                .ok()
+                .filter(|v: &f64| (0.0..=1.0).contains(v))
+                .with_context(|| format!("--score {pair:?}: accuracy must be between 0 and 1"))?;
+            scores.insert(format!("{task}/acc"), value);
+        }
+        let (score, _) = mean_task_score(&scores, &COMMONSENSE_TASKS).map_err(|missing| {
+            JobError::Invalid(format!(
+                "the reference score is the mean of {}; --score lacks {}",
+                COMMONSENSE_TASKS.join(", "),
+                missing
+                    .iter()
+                    .map(|m| m.trim_end_matches("/acc"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?;
+        Ok((score, params))
+    }
+}
+
+/// The density trend ln ρ = A·t + B over the open-models table's release dates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TrendJob {
+    /// The reference.
+    pub reference: ReferenceSpec,
+    /// Bootstrap and confidence.
+    pub settings: FitSettings,
+}
+
+/// The trend, the dated rows it was fitted to, and what was left out.
+#[derive(Debug, Clone)]
+pub struct TrendOutcome {
+    /// The reference family's fit.
+    pub family: ReferenceFamily,
+    /// Rows with an estimate and a date.
+    pub used: Vec<TableEstimate>,
+    /// Rows left out, and why.
+    pub excluded: Vec<Excluded>,
+    /// Envelope and all-models fits.
+    pub trend: TrendReport,
+}
+
+impl TrendJob {
+    /// Fits, saves and returns the outcome.
+    pub fn run(&self, ws: &Workspace) -> Result<Analysis<TrendOutcome>> {
+        let options = self.settings.options()?;
+        let table = self.reference.table()?;
+        let family = self.reference.family(&options)?;
+        let TableDensities {
+            estimates,
+            mut excluded,
+        } = family.table_densities(
+            &table,
+            self.reference.max_extrapolation,
+            self.settings.seed,
+            self.settings.confidence,
+        );
+        let mut dated = Vec::new();
+        let mut used = Vec::new();
+        for row in estimates {
+            match row.released {
+                Some(released) => {
+                    dated.push(DatedDensity {
+                        label: row.estimate.label.clone(),
+                        released,
+                        density: row.estimate.density,
+                    });
+                    used.push(row);
+                }
+                None => excluded.push(Excluded {
+                    name: row.estimate.label.clone(),
+                    reason: "no release date in the table".into(),
+                }),
+            }
+        }
+        let trend = density_trend(&dated, &options)?;
+        let json =
+            json!({ "reference": family, "models": used, "excluded": excluded, "trend": trend });
+        let saved = save(
+            ws,
+            "trend",
+            "pythia",
+            self.reference.json(&self.settings),
+            &json,
+        )?;
+        Ok(Analysis {
+            outcome: TrendOutcome {
+                family,
+                used,
+                excluded,
+                trend,
+            },
+            json,
+            saved,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_fields_take_comma_lists() {
+        let given = vec!["N,D".to_string()];
+        assert_eq!(split_fields(&given), vec!["N", "D"]);
+        let given = vec!["N".to_string(), " D ".to_string()];
+        assert_eq!(split_fields(&given), vec!["N", "D"]);
+        assert!(LawName::Chinchilla
+            .check_inputs(&split_fields(&["N,D".into()]))
+            .is_ok());
+        assert!(LawName::Chinchilla
+            .check_inputs(&split_fields(&["N".into()]))
+            .is_err());
+    }
+
+    #[test]
+    fn a_confidence_outside_zero_and_one_is_refused() {
+        let settings = FitSettings {
+            confidence: 1.5,
+            ..FitSettings::default()
+        };
+        let err = settings.options().expect_err("refused").to_string();
+        assert!(err.contains("--confidence 1.5"), "{err}");
+    }
+}

@@ -1,0 +1,308 @@
+//! Downstream-task jobs: one resumable run per task on one model, lm-eval's prompts and
+//! metrics, group scores, and lm-evaluation-harness's results layout.
+
+use std::path::PathBuf;
+
+use lmdensity_core::progress;
+use lmdensity_core::store::StoredRun;
+use lmdensity_tasks::items::{build_items, Fewshot, Item};
+use lmdensity_tasks::score::{aggregate_groups, run_task, Encoding, GroupScore};
+use lmdensity_tasks::spec::TaskSpec;
+use lmdensity_tasks::{data, TaskSet};
+use serde_json::json;
+
+use crate::bail;
+use crate::error::{Context, Result};
+use crate::model::{self, Engine, ModelSpec};
+use crate::run::{self, settings, Opened, RunSpec};
+use crate::workspace::Workspace;
+
+/// Longest context a task request may use: lm-eval's default max_length.
+const MAX_TASK_TOKENS: usize = 2048;
+
+/// Whether lm-evaluation-harness prefixes BOS for this architecture (it does for Gemma only).
+fn lm_eval_adds_bos(architecture: &str) -> bool {
+    architecture.starts_with("gemma")
+}
+
+/// Scores tasks on one model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskJob {
+    /// The model.
+    pub model: ModelSpec,
+    /// Tasks and groups, comma-separated (`core`, `commonsense`, `mmlu`, `piqa,copa`).
+    pub tasks: String,
+    /// Only the first N items of each task.
+    pub limit: Option<usize>,
+    /// Few-shot examples before each item.
+    pub num_fewshot: usize,
+    /// Seed of the few-shot sampler.
+    pub seed: u64,
+    /// Score each (context, choice) pair from an empty cache.
+    pub no_shared_context: bool,
+    /// Task declarations (default: the built-in tasks.toml).
+    pub tasks_file: Option<PathBuf>,
+    /// Reuse complete runs and continue unfinished ones with the same key.
+    pub resume: bool,
+    /// Also write the results in lm-evaluation-harness's layout here.
+    pub lm_eval_json: Option<PathBuf>,
+}
+
+/// What a task job produced.
+#[derive(Debug, Clone)]
+pub struct TaskOutcome {
+    /// One finished run per task.
+    pub runs: Vec<StoredRun>,
+    /// Group scores over the tasks of this invocation.
+    pub groups: Vec<GroupScore>,
+}
+
+impl TaskJob {
+    /// The few-shot sampler's seed unless told otherwise (lm-eval's default).
+    pub const DEFAULT_SEED: u64 = 1234;
+
+    /// 0-shot `tasks` on `model`, every item, default settings.
+    pub fn new(model: ModelSpec, tasks: impl Into<String>) -> Self {
+        TaskJob {
+            model,
+            tasks: tasks.into(),
+            limit: None,
+            num_fewshot: 0,
+            seed: Self::DEFAULT_SEED,
+            no_shared_context: false,
+            tasks_file: None,
+            resume: false,
+            lm_eval_json: None,
+        }
+    }
+
+    /// Loads the model and scores every selected task.
+    pub fn run(&self, ws: &Workspace) -> Result<TaskOutcome> {
+        let set = match &self.tasks_file {
+            Some(path) => TaskSet::load(path)?,
+            None => TaskSet::builtin(),
+        };
+        let tasks = set.select(&self.tasks)?;
+        if self.limit == Some(0) {
+            bail!("--limit must be at least 1");
+        }
+        let engine = model::load(ws, &self.model)?;
+        let mut runs = Vec::new();
+        for spec in tasks {
+            runs.push(self.run_task(ws, &engine, spec)?);
+        }
+        let groups = aggregate_groups(&set, &runs);
+        if let Some(path) = &self.lm_eval_json {
+            let json = lm_eval_results(&runs, &groups, &engine, self);
+            let text = serde_json::to_string_pretty(&json)?;
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(TaskOutcome { runs, groups })
+    }
+
+    fn encoding(engine: &Engine) -> Encoding {
+        let info = engine.model.info();
+        Encoding {
+            prefix_bos: if lm_eval_adds_bos(&info.architecture) {
+                info.bos
+            } else {
+                None
+            },
+            max_len: info.n_ctx_train.min(MAX_TASK_TOKENS),
+        }
+    }
+
+    /// The task's items (documents, shots, prompts) and the settings that define its run.
+    fn items(&self, ws: &Workspace, spec: &TaskSpec, encoding: Encoding) -> Result<RunAndItems> {
+        let fetcher = ws.fetcher();
+        let all_documents = data::load_documents(spec, &fetcher)?;
+        let n_documents = all_documents.len();
+        let documents = &all_documents[..self.limit.unwrap_or(n_documents).min(n_documents)];
+        let shot_pool = match spec.fewshot.as_ref().and_then(|f| f.path.as_ref()) {
+            Some(path) if self.num_fewshot > 0 => {
+                let mut shots = spec.clone();
+                shots.path = path.clone();
+                Some(data::load_documents(&shots, &fetcher)?)
+            }
+            _ => None,
+        };
+        let fewshot = Fewshot {
+            k: self.num_fewshot,
+            seed: self.seed,
+            same_split: shot_pool.is_none(),
+            pool: shot_pool.as_deref().unwrap_or(&all_documents),
+        };
+        let shots_from = match (&spec.fewshot, shot_pool.is_some()) {
+            (Some(f), true) => format!("{} split, {:?}", f.split, f.sampler),
+            _ => format!(
+                "{} split, random (seed {}), item excluded",
+                spec.split, self.seed
+            ),
+        };
+        let items = build_items(spec, documents, Some(&fewshot))?;
+        let mode = match self.limit {
+            Some(n) => format!("{}-shot {}, first {n}", self.num_fewshot, spec.split),
+            None => format!("{}-shot {}", self.num_fewshot, spec.split),
+        };
+        // How the cache is used changes speed, not scores: runs with and without sharing
+        // resume each other.
+        let run = RunSpec {
+            kind: "task",
+            label: format!("task-{}", spec.name),
+            settings: settings([
+                ("task", json!(spec.name)),
+                ("corpus", json!(spec.name)),
+                ("mode", json!(mode)),
+                ("split", json!(spec.split)),
+                ("data", json!(data::describe_source(spec))),
+                ("items", json!(items.len())),
+                ("num_fewshot", json!(self.num_fewshot)),
+                (
+                    "fewshot",
+                    json!(if self.num_fewshot > 0 {
+                        shots_from
+                    } else {
+                        "none".into()
+                    }),
+                ),
+                ("prefix_bos", json!(encoding.prefix_bos.is_some())),
+                ("max_length", json!(encoding.max_len)),
+                (
+                    "prompt",
+                    json!({"preamble": spec.preamble, "text": spec.text, "choices": format!("{:?}", spec.choices), "gold": spec.gold, "target_delimiter": spec.target_delimiter, "fewshot_delimiter": spec.fewshot_delimiter, "kind": format!("{:?}", spec.kind)}),
+                ),
+            ]),
+            unit: "items",
+        };
+        Ok(RunAndItems { run, items })
+    }
+
+    fn run_task(&self, ws: &Workspace, engine: &Engine, spec: &TaskSpec) -> Result<StoredRun> {
+        let encoding = Self::encoding(engine);
+        let RunAndItems {
+            run: run_spec,
+            items,
+        } = self.items(ws, spec, encoding)?;
+        let mut handle = match run::open(
+            &ws.store(),
+            engine,
+            &run_spec,
+            self.resume,
+            Default::default(),
+        )? {
+            Opened::Complete(done) => return Ok(done),
+            Opened::Open(handle) => handle,
+        };
+        let mut session = self.session(engine, &items, encoding.max_len)?;
+        let result = progress::with_bar(
+            &format!("{} {}", engine.record.id, spec.name),
+            "items",
+            |on_progress| {
+                run_task(
+                    session.as_mut(),
+                    spec,
+                    &items,
+                    encoding,
+                    &mut handle,
+                    on_progress,
+                )
+            },
+        );
+        run::finish(&handle, result, &run_spec)
+    }
+
+    /// The scoring session: its cache holds one stream per choice, copied whole per item, so
+    /// it is sized to the longest request (plus BOS and a margin for the trailing-space move),
+    /// not to 2048.
+    fn session<'e>(
+        &self,
+        engine: &'e Engine,
+        items: &[Item],
+        max_len: usize,
+    ) -> Result<Box<dyn lmdensity_backend::LanguageModel + 'e>> {
+        let max_choices = items.iter().map(|i| i.requests.len()).max().unwrap_or(1);
+        let longest = items
+            .iter()
+            .flat_map(|i| &i.requests)
+            .map(|(context, continuation)| {
+                engine
+                    .model
+                    .tokenize(&format!("{context}{continuation}"), false)
+                    .map(|t| t.len())
+            })
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .max()
+            .unwrap_or(1);
+        let cache_len = max_len.min(longest + 8);
+        if self.no_shared_context {
+            engine.model.independent_session(cache_len)
+        } else {
+            engine.model.shared_context_session(cache_len, max_choices)
+        }
+    }
+}
+
+/// A task's run description and its items.
+struct RunAndItems {
+    run: RunSpec,
+    items: Vec<Item>,
+}
+
+/// The runs in lm-evaluation-harness's results layout: `results` → task → `<metric>,none` and
+/// `<metric>_stderr,none`, `groups` → group → the same, plus `n-samples` and the configuration
+/// that matters (the engine that ran: `lmdensity/llama.cpp`, `lmdensity/candle-f32`…).
+pub fn lm_eval_results(
+    runs: &[StoredRun],
+    groups: &[GroupScore],
+    engine: &Engine,
+    job: &TaskJob,
+) -> serde_json::Value {
+    let mut results = serde_json::Map::new();
+    let mut samples = serde_json::Map::new();
+    for run in runs {
+        let Some(task) = run.manifest.settings.get("task").and_then(|t| t.as_str()) else {
+            continue;
+        };
+        let Some(metrics) = &run.metrics else {
+            continue;
+        };
+        let mut entry = serde_json::Map::new();
+        entry.insert("alias".into(), json!(task));
+        for metric in &metrics.metrics {
+            let Some(name) = metric.name.strip_prefix(&format!("{task}/")) else {
+                continue;
+            };
+            if !["acc", "acc_norm", "acc_bytes", "perplexity"].contains(&name) {
+                continue;
+            }
+            entry.insert(format!("{name},none"), json!(metric.value));
+            entry.insert(
+                format!("{name}_stderr,none"),
+                metric.stderr.map_or(json!("N/A"), |s| json!(s)),
+            );
+        }
+        let n = run
+            .manifest
+            .settings
+            .get("items")
+            .cloned()
+            .unwrap_or(json!(null));
+        samples.insert(task.into(), json!({"original": n, "effective": n}));
+        results.insert(task.into(), serde_json::Value::Object(entry));
+    }
+    let mut group_results = serde_json::Map::new();
+    for g in groups {
+        group_results.insert(
+            g.name.clone(),
+            json!({"alias": g.name, "acc,none": g.acc, "acc_stderr,none": g.acc_stderr, "acc_macro,none": g.acc_macro}),
+        );
+    }
+    json!({
+        "results": results,
+        "groups": group_results,
+        "n-samples": samples,
+        "config": {"model": format!("lmdensity/{}", engine.backend_label()), "model_args": engine.record.id, "limit": job.limit, "num_fewshot": job.num_fewshot, "fewshot_seed": job.seed},
+        "lmdensity_version": env!("CARGO_PKG_VERSION"),
+    })
+}
