@@ -48,7 +48,7 @@ fn bench_score_rows(c: &mut Criterion) {
             group.bench_with_input(
                 BenchmarkId::new(format!("vocab{n_vocab}"), format!("{threads}t")),
                 &rows,
-                |b, rows| b.iter(|| score_rows(0, std::hint::black_box(rows), threads)),
+                |b, rows| b.iter(|| score_rows(0, std::hint::black_box(rows), threads, None)),
             );
         }
     }

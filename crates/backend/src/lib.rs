@@ -121,21 +121,24 @@ pub trait LanguageModel {
     /// Scores each request: one [`TokenScore`] per target token, in order. Engines may batch
     /// requests and reuse the KV cache of a prefix shared with the previous request.
     fn score(&mut self, requests: &[ScoreRequest]) -> Result<Vec<Vec<TokenScore>>, BackendError> {
-        self.score_visiting(requests, &mut |_, _| Ok(()))
+        self.score_visiting(requests, None)
     }
 
-    /// [`LanguageModel::score`], also handing `visit(request, logits)` the whole logits row
-    /// that predicts each target, request by request and target by target in order (KL
-    /// divergence needs whole distributions, not only the target's score).
+    /// [`LanguageModel::score`], also handing `visit(request, logits, normalizer)` the whole
+    /// logits row that predicts each target, request by request and target by target in order
+    /// (KL divergence needs whole distributions, not only the target's score). The normalizer
+    /// is the one the target's score was computed from, so no row is normalized twice. `None`:
+    /// plain scoring (rows may then be scored in parallel).
     fn score_visiting(
         &mut self,
         requests: &[ScoreRequest],
-        visit: &mut LogitsVisitor<'_>,
+        visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<Vec<TokenScore>>, BackendError>;
 }
 
-/// Receives `(request index, logits row)` for every scored target, in order.
-pub type LogitsVisitor<'a> = dyn FnMut(usize, &[f32]) -> Result<(), BackendError> + 'a;
+/// Receives `(request index, logits row, its log-softmax normalizer)` for every scored target,
+/// in order.
+pub type LogitsVisitor<'a> = dyn FnMut(usize, &[f32], &LogSoftmax) -> Result<(), BackendError> + 'a;
 
 /// A context of an engine whose raw speed can be measured (`lmdensity bench`): the operations
 /// llama-bench times, on token ids the caller chooses, so timings exclude tokenization and
@@ -275,12 +278,31 @@ pub fn log_softmax(logits: &[f32]) -> Result<LogSoftmax, f32> {
 
 /// Scores many logits rows — `(position, logits, target)` — with [`score_logits`], split over
 /// `threads` threads when there are enough rows (the vocabulary can be 262k wide). `index` names
-/// the request in a non-finite-logits error.
+/// the request in a non-finite-logits error. With a visitor, rows are scored in order and each
+/// row's normalizer is handed to `visit` with it (computed once, used for both).
 pub fn score_rows(
     index: usize,
     rows: &[(usize, &[f32], TokenId)],
     threads: usize,
+    visit: Option<&mut LogitsVisitor<'_>>,
 ) -> Result<Vec<TokenScore>, BackendError> {
+    if let Some(visit) = visit {
+        return rows
+            .iter()
+            .map(|&(p, logits, t)| {
+                let norm = log_softmax(logits).map_err(|value| BackendError::NonFiniteLogits {
+                    index,
+                    position: p,
+                    value,
+                })?;
+                visit(index, logits, &norm)?;
+                Ok(TokenScore {
+                    logprob: norm.logprob(logits, t as usize),
+                    is_greedy: norm.argmax == t as usize,
+                })
+            })
+            .collect();
+    }
     let one = |&(p, logits, t): &(usize, &[f32], TokenId)| {
         score_logits(logits, t).map_err(|value| BackendError::NonFiniteLogits {
             index,
@@ -375,15 +397,30 @@ mod tests {
             .enumerate()
             .map(|(p, r)| (p, r.as_slice(), (p % 50) as TokenId))
             .collect();
-        let serial = score_rows(0, &gathered, 1).expect("finite");
-        assert_eq!(score_rows(0, &gathered, 4).expect("finite"), serial);
+        let serial = score_rows(0, &gathered, 1, None).expect("finite");
+        assert_eq!(score_rows(0, &gathered, 4, None).expect("finite"), serial);
+        // With a visitor: the same scores, and each row's normalizer is the one it was scored
+        // with (regression: the KL-divergence visitor normalized every row a second time).
+        let mut seen = Vec::new();
+        let mut visit = |_: usize, logits: &[f32], norm: &LogSoftmax| {
+            seen.push((logits.len(), *norm));
+            Ok(())
+        };
+        let visited = score_rows(0, &gathered, 4, Some(&mut visit)).expect("finite");
+        assert_eq!(visited, serial);
+        assert_eq!(seen.len(), gathered.len());
+        for ((_, logits, target), (_, norm)) in gathered.iter().zip(&seen) {
+            assert_eq!(*norm, log_softmax(logits).expect("finite"));
+            let score = score_logits(logits, *target).expect("finite");
+            assert_eq!(score.logprob, norm.logprob(logits, *target as usize));
+        }
         assert_eq!(serial.len(), 40);
         let mut bad = rows[33].clone();
         bad[3] = f32::INFINITY;
         let mut with_bad = gathered.clone();
         with_bad[33].1 = &bad;
         assert!(matches!(
-            score_rows(5, &with_bad, 4),
+            score_rows(5, &with_bad, 4, None),
             Err(BackendError::NonFiniteLogits {
                 index: 5,
                 position: 33,

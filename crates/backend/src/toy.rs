@@ -4,7 +4,7 @@
 //! can be checked against exact, hand-computable log-probabilities.
 
 use crate::{
-    score_logits, validate_request, BackendError, LanguageModel, LogitsVisitor, ModelInfo,
+    score_rows, validate_request, BackendError, LanguageModel, LogitsVisitor, ModelInfo,
     ScoreRequest, TokenId, TokenScore,
 };
 
@@ -80,7 +80,7 @@ impl LanguageModel for ToyBigram {
     fn score_visiting(
         &mut self,
         requests: &[ScoreRequest],
-        visit: &mut LogitsVisitor<'_>,
+        mut visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         let mut out = Vec::with_capacity(requests.len());
         for (index, r) in requests.iter().enumerate() {
@@ -89,14 +89,9 @@ impl LanguageModel for ToyBigram {
             let scores = (r.score_from..r.tokens.len())
                 .map(|i| {
                     let logits = self.logits_after(r.tokens[i - 1]);
-                    visit(index, &logits)?;
-                    score_logits(&logits, r.tokens[i]).map_err(|value| {
-                        BackendError::NonFiniteLogits {
-                            index,
-                            position: i - 1,
-                            value,
-                        }
-                    })
+                    let row = [(i - 1, logits.as_slice(), r.tokens[i])];
+                    let mut scored = score_rows(index, &row, 1, visit.as_deref_mut())?;
+                    Ok(scored.remove(0))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
             out.push(scores);

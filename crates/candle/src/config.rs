@@ -20,7 +20,7 @@ pub enum Architecture {
 }
 
 /// Architecture names accepted, for error messages.
-pub const SUPPORTED: &str = "llama, qwen2, gemma3 (HF model_type llama, qwen2, gemma3_text/gemma3)";
+pub use crate::error::SUPPORTED;
 
 impl Architecture {
     /// The GGUF `general.architecture` name.
@@ -342,7 +342,7 @@ impl DecoderConfig {
             || self.head_dim == 0
             || self.vocab_size == 0
         {
-            return Err(CandleError::DegenerateShape(Box::new(self.clone())));
+            return Err(CandleError::DegenerateShape(format!("{self:?}")));
         }
         if self.n_heads % self.n_kv_heads != 0 {
             return Err(CandleError::HeadsNotMultiple {

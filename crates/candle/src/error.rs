@@ -3,7 +3,8 @@
 
 use std::path::PathBuf;
 
-use crate::config::{DecoderConfig, SUPPORTED};
+/// The architectures the candle backend runs, as error messages list them.
+pub const SUPPORTED: &str = "llama, qwen2, gemma3 (HF model_type llama, qwen2, gemma3_text/gemma3)";
 
 /// An error of the candle backend: a weights file, a config or a conversion that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -180,9 +181,9 @@ pub enum CandleError {
         /// Its `rope_type` (or `type`), `?` when it has neither.
         kind: String,
     },
-    /// A config with a zero dimension.
-    #[error("degenerate shape: {0:?}")]
-    DegenerateShape(Box<DecoderConfig>),
+    /// A config with a zero dimension (the config, as Rust's debug output prints it).
+    #[error("degenerate shape: {0}")]
+    DegenerateShape(String),
     /// Query heads that cannot be grouped over the key/value heads.
     #[error("{heads} query heads are not a multiple of {kv_heads} key/value heads")]
     HeadsNotMultiple {

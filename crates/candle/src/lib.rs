@@ -317,7 +317,7 @@ impl CandleSession<'_> {
         &mut self,
         index: usize,
         request: &ScoreRequest,
-        visit: &mut LogitsVisitor<'_>,
+        mut visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<TokenScore>, BackendError> {
         let engine = |e: candle_core::Error| BackendError::Engine {
             op: "candle forward",
@@ -364,10 +364,12 @@ impl CandleSession<'_> {
                     .enumerate()
                     .map(|(r, row)| (p + r, row.as_slice(), request.tokens[p + r + 1]))
                     .collect();
-                for (_, row, _) in &gathered {
-                    visit(index, row)?;
-                }
-                scores.extend(score_rows(index, &gathered, model.config.threads)?);
+                scores.extend(score_rows(
+                    index,
+                    &gathered,
+                    model.config.threads,
+                    visit.as_deref_mut(),
+                )?);
                 p = rows_end;
             }
             start = end;
@@ -392,7 +394,7 @@ impl LanguageModel for CandleSession<'_> {
     fn score_visiting(
         &mut self,
         requests: &[ScoreRequest],
-        visit: &mut LogitsVisitor<'_>,
+        mut visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         for (i, r) in requests.iter().enumerate() {
             validate_request(i, r, self.model.info.n_vocab, self.max_len)?;
@@ -400,7 +402,7 @@ impl LanguageModel for CandleSession<'_> {
         requests
             .iter()
             .enumerate()
-            .map(|(i, r)| self.score_one(i, r, visit))
+            .map(|(i, r)| self.score_one(i, r, visit.as_deref_mut()))
             .collect()
     }
 }

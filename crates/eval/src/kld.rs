@@ -20,7 +20,7 @@ use std::fs::File;
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use lmdensity_backend::{log_softmax, TokenId};
+use lmdensity_backend::{log_softmax, LogSoftmax, TokenId};
 use lmdensity_core::schema::{Metric, WindowComparison, WindowSample};
 use lmdensity_core::stats::mean_and_stderr;
 use serde::{Deserialize, Serialize};
@@ -127,16 +127,30 @@ pub struct BaseRow {
 impl BaseRow {
     /// The row of one logits vector; `Err` carries a non-finite logit.
     pub fn from_logits(logits: &[f32], target: TokenId, top_k: usize) -> Result<BaseRow, f32> {
-        let norm = log_softmax(logits)?;
+        Ok(Self::from_normalized(
+            logits,
+            &log_softmax(logits)?,
+            target,
+            top_k,
+        ))
+    }
+
+    /// The row of one logits vector whose normalizer is already known.
+    pub fn from_normalized(
+        logits: &[f32],
+        norm: &LogSoftmax,
+        target: TokenId,
+        top_k: usize,
+    ) -> BaseRow {
         let top = top_indices(logits, top_k.min(logits.len()))
             .into_iter()
             .map(|i| (i as TokenId, norm.logprob(logits, i) as f32))
             .collect();
-        Ok(BaseRow {
+        BaseRow {
             target,
             target_logprob: norm.logprob(logits, target as usize) as f32,
             top,
-        })
+        }
     }
 
     /// Probability mass outside the stored tokens.
@@ -190,7 +204,11 @@ pub struct TokenComparison {
 
 /// Compares the model's `logits` for one token with the base's stored row.
 pub fn compare(base: &BaseRow, logits: &[f32]) -> Result<TokenComparison, f32> {
-    let norm = log_softmax(logits)?;
+    Ok(compare_normalized(base, logits, &log_softmax(logits)?))
+}
+
+/// [`compare`] with the logits' normalizer already known.
+pub fn compare_normalized(base: &BaseRow, logits: &[f32], norm: &LogSoftmax) -> TokenComparison {
     let mut kld = 0.0;
     let mut base_mass = 0.0;
     let mut model_mass = 0.0;
@@ -208,7 +226,7 @@ pub fn compare(base: &BaseRow, logits: &[f32]) -> Result<TokenComparison, f32> {
         kld += rest * (rest.ln() - rest_model.ln());
     }
     let logprob = norm.logprob(logits, base.target as usize);
-    Ok(TokenComparison {
+    TokenComparison {
         kld: kld.max(0.0),
         delta_p: logprob.exp() - f64::from(base.target_logprob).exp(),
         same_top: base
@@ -216,7 +234,7 @@ pub fn compare(base: &BaseRow, logits: &[f32]) -> Result<TokenComparison, f32> {
             .first()
             .is_some_and(|&(t, _)| t as usize == norm.argmax),
         logprob,
-    })
+    }
 }
 
 /// Writes a base file row by row.
@@ -255,10 +273,20 @@ impl BaseWriter {
 
     /// Appends the row of one scored token. `Ok(Err(v))`: the logits held the non-finite `v`.
     pub fn push(&mut self, logits: &[f32], target: TokenId) -> Result<Result<(), f32>, KldError> {
-        let row = match BaseRow::from_logits(logits, target, self.top_k) {
-            Ok(row) => row,
-            Err(v) => return Ok(Err(v)),
-        };
+        match log_softmax(logits) {
+            Ok(norm) => self.push_normalized(logits, &norm, target).map(Ok),
+            Err(v) => Ok(Err(v)),
+        }
+    }
+
+    /// [`BaseWriter::push`] with the logits' normalizer already known.
+    pub fn push_normalized(
+        &mut self,
+        logits: &[f32],
+        norm: &LogSoftmax,
+        target: TokenId,
+    ) -> Result<(), KldError> {
+        let row = BaseRow::from_normalized(logits, norm, target, self.top_k);
         let mut buf = Vec::with_capacity(8 + 8 * self.top_k);
         buf.extend_from_slice(&row.target.to_le_bytes());
         buf.extend_from_slice(&row.target_logprob.to_le_bytes());
@@ -274,7 +302,7 @@ impl BaseWriter {
         })?;
         self.rows += 1;
         self.bytes += buf.len() as u64;
-        Ok(Ok(()))
+        Ok(())
     }
 
     /// Rows written so far.

@@ -20,7 +20,7 @@ use lmdensity_core::stats::Accumulator;
 use lmdensity_core::{RunHandle, StoreError, SCHEMA_VERSION};
 
 use crate::corpus::Corpus;
-use crate::kld::{compare, BaseReader, BaseWriter, KldError, WindowComparer};
+use crate::kld::{compare_normalized, BaseReader, BaseWriter, KldError, WindowComparer};
 
 /// What a perplexity run does with the whole distributions besides scoring: nothing, store
 /// them as a KL-divergence base, or compare them with a stored base.
@@ -285,11 +285,6 @@ fn score_window(
         window: window.index,
         source,
     };
-    let non_finite = |position: usize, value: f32| BackendError::NonFiniteLogits {
-        index: 0,
-        position: request.score_from - 1 + position,
-        value,
-    };
     let one = std::slice::from_ref(request);
     // Failures of the base file inside the engine's callback are kept here and returned as
     // themselves; the engine sees a generic error that stops it.
@@ -302,18 +297,19 @@ fn score_window(
     let (scores, comparison) = match distributions {
         Distributions::Ignore => (model.score(one).map_err(backend)?, None),
         Distributions::SaveBase(writer) => {
-            let scored = model.score_visiting(one, &mut |_, logits| {
-                let at = next;
-                next += 1;
-                match writer.push(logits, targets[at]) {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(value)) => Err(non_finite(at, value)),
-                    Err(e) => {
-                        kld_failure = Some(e);
-                        Err(stop())
-                    }
-                }
-            });
+            let scored = model.score_visiting(
+                one,
+                Some(&mut |_, logits, norm| {
+                    let at = next;
+                    next += 1;
+                    writer
+                        .push_normalized(logits, norm, targets[at])
+                        .map_err(|e| {
+                            kld_failure = Some(e);
+                            stop()
+                        })
+                }),
+            );
             if let Some(e) = kld_failure {
                 return Err(e.into());
             }
@@ -323,7 +319,7 @@ fn score_window(
             // Base rows are read a chunk at a time: a whole-vocabulary base row is megabytes.
             let mut chunk: Vec<crate::kld::BaseRow> = Vec::new();
             let mut comparer = WindowComparer::default();
-            let scored = model.score_visiting(one, &mut |_, logits| {
+            let scored = model.score_visiting(one, Some(&mut |_, logits, norm| {
                 let at = next;
                 next += 1;
                 if at % BASE_ROWS_PER_READ == 0 {
@@ -347,10 +343,10 @@ fn score_window(
                     });
                     return Err(stop());
                 }
-                let token = compare(row, logits).map_err(|value| non_finite(at, value))?;
+                let token = compare_normalized(row, logits, norm);
                 comparer.push(row, &token);
                 Ok(())
-            });
+            }));
             if let Some(e) = kld_failure {
                 return Err(e.into());
             }

@@ -266,7 +266,11 @@ impl FitJob {
                 settings.insert("x".into(), json!(x));
                 settings.insert("y".into(), json!(y));
                 let json = serde_json::to_value(&report)?;
-                (law.law().name().to_string(), FitOutcome::Law(Box::new(report)), json)
+                (
+                    law.law().name().to_string(),
+                    FitOutcome::Law(Box::new(report)),
+                    json,
+                )
             }
             FitTarget::Csv {
                 file,
@@ -283,7 +287,11 @@ impl FitJob {
                 settings.insert("x".into(), json!(x));
                 settings.insert("y".into(), json!(y));
                 let json = serde_json::to_value(&report)?;
-                (law.law().name().to_string(), FitOutcome::Law(Box::new(report)), json)
+                (
+                    law.law().name().to_string(),
+                    FitOutcome::Law(Box::new(report)),
+                    json,
+                )
             }
         };
         let saved = save(ws, "fit", &name, settings, &json)?;

@@ -475,7 +475,7 @@ impl LlamaCppSession<'_> {
     fn score_shared(
         &mut self,
         requests: &[ScoreRequest],
-        visit: &mut LogitsVisitor<'_>,
+        mut visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Option<Vec<Vec<TokenScore>>>, BackendError> {
         let inputs: Vec<&[TokenId]> = requests
             .iter()
@@ -579,10 +579,7 @@ impl LlamaCppSession<'_> {
                     .filter(|(s, _, _)| *s == seq)
                     .map(|&(_, p, i)| (p, self.ctx.get_logits_ith(i), request.tokens[p + 1])),
             );
-            for (_, logits, _) in &rows {
-                visit(seq, logits)?;
-            }
-            out.push(score_rows(seq, &rows, threads)?);
+            out.push(score_rows(seq, &rows, threads, visit.as_deref_mut())?);
         }
         Ok(Some(out))
     }
@@ -591,7 +588,7 @@ impl LlamaCppSession<'_> {
         &mut self,
         index: usize,
         request: &ScoreRequest,
-        visit: &mut LogitsVisitor<'_>,
+        mut visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<TokenScore>, BackendError> {
         let tokens = &request.tokens;
         let inputs = &tokens[..tokens.len() - 1];
@@ -614,10 +611,7 @@ impl LlamaCppSession<'_> {
             let rows: Vec<(usize, &[f32], TokenId)> = (pos.max(first_logit)..end)
                 .map(|p| (p, self.ctx.get_logits_ith((p - pos) as i32), tokens[p + 1]))
                 .collect();
-            for (_, logits, _) in &rows {
-                visit(index, logits)?;
-            }
-            scores.extend(score_rows(index, &rows, threads)?);
+            scores.extend(score_rows(index, &rows, threads, visit.as_deref_mut())?);
         }
         Ok(scores)
     }
@@ -639,7 +633,7 @@ impl LanguageModel for LlamaCppSession<'_> {
     fn score_visiting(
         &mut self,
         requests: &[ScoreRequest],
-        visit: &mut LogitsVisitor<'_>,
+        mut visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
         let n_vocab = self.model.info.n_vocab;
         for (i, r) in requests.iter().enumerate() {
@@ -650,19 +644,19 @@ impl LanguageModel for LlamaCppSession<'_> {
             for (i, r) in requests.iter().enumerate() {
                 self.ctx.clear_kv_cache();
                 self.cached.clear();
-                out.push(self.score_one(i, r, visit)?);
+                out.push(self.score_one(i, r, visit.as_deref_mut())?);
             }
             return Ok(out);
         }
         if requests.len() > 1 && requests.len() <= self.n_seq {
-            if let Some(out) = self.score_shared(requests, visit)? {
+            if let Some(out) = self.score_shared(requests, visit.as_deref_mut())? {
                 return Ok(out);
             }
         }
         requests
             .iter()
             .enumerate()
-            .map(|(i, r)| self.score_one(i, r, visit))
+            .map(|(i, r)| self.score_one(i, r, visit.as_deref_mut()))
             .collect()
     }
 }

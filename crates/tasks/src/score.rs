@@ -333,6 +333,19 @@ pub fn metrics(
             });
         }
     }
+    out.extend(gold_loss(spec, samples));
+    RunMetrics {
+        schema_version: SCHEMA_VERSION,
+        status,
+        elapsed_s,
+        metrics: out,
+    }
+}
+
+/// The conditional loss of the gold continuations: nats per token and bits per byte.
+fn gold_loss(spec: &TaskSpec, samples: &[ItemSample]) -> Vec<Metric> {
+    let name = |m: &str| format!("{}/{m}", spec.name);
+    let mut out = Vec::new();
     let gold: Vec<&ChoiceScore> = samples
         .iter()
         .filter_map(|s| s.choices.get(s.gold))
@@ -358,12 +371,7 @@ pub fn metrics(
             "conditional loss: Σ −ln p(gold continuation | context) / ({bytes} bytes · ln 2)"
         ),
     });
-    RunMetrics {
-        schema_version: SCHEMA_VERSION,
-        status,
-        elapsed_s,
-        metrics: out,
-    }
+    out
 }
 
 #[cfg(test)]
