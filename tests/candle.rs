@@ -343,31 +343,32 @@ fn candle_refuses_a_gguf_of_an_unsupported_architecture_naming_the_supported_one
 }
 
 /// Regression: the lm-eval-shaped results named the engine `lmdensity/llama.cpp` even for runs
-/// candle computed. The tiny generated GGUF (byte-level vocabulary, rebuilt by the tokenizer
-/// crate) scores two COPA items on each engine.
+/// candle computed. SmolLM2 (the registry's default; its byte-level vocabulary is rebuilt for
+/// candle from the GGUF) scores two COPA items on each engine.
 #[test]
 fn lm_eval_json_names_the_engine_that_ran() {
-    let (dir, model, _) = tiny_setup();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let results = dir.path().join("results");
     for (backend, expected) in [
         ("llama.cpp", "lmdensity/llama.cpp"),
         ("candle", "lmdensity/candle-quantized"),
     ] {
         let json_path = dir.path().join(format!("{backend}.json"));
         let out = lmdensity(
-            dir.path(),
+            &repo_root(),
             &[
                 "--quiet",
+                "--results-dir",
+                results.to_str().expect("utf8"),
                 "eval",
-                "--model-path",
-                model.to_str().expect("utf8"),
+                "--model",
+                "smollm2-135m-instruct",
                 "--backend",
                 backend,
                 "--tasks",
                 "copa",
                 "--limit",
                 "2",
-                "--threads",
-                "1",
                 "--lm-eval-json",
                 json_path.to_str().expect("utf8"),
             ],

@@ -1,7 +1,7 @@
 //! The curated results the README quotes are complete, consistent with the registry, and their
 //! metrics agree with their own samples.
 
-use lmdensity_core::schema::Sample;
+use lmdensity_core::schema::{Sample, SweepTable};
 use lmdensity_core::ResultsStore;
 use lmdensity_hub::Registry;
 
@@ -85,15 +85,13 @@ fn curated_quantization_sweeps_match_their_runs_and_state_their_kld_order() {
         ("gemma-3-270m", "Q4_K_M"),
     ] {
         let dir = repo_root().join("results/curated/sweep-quant").join(id);
-        let table: serde_json::Value =
+        // Read typed, with the schema's own type: a field renamed or retyped fails here.
+        let table: SweepTable =
             serde_json::from_slice(&std::fs::read(dir.join("sweep.json")).expect("sweep.json"))
-                .expect("json");
+                .expect("a sweep table");
         let runs = ResultsStore::new(dir.join("runs")).runs().expect("runs");
-        let rows = table["rows"].as_array().expect("rows");
-        let names: Vec<&str> = rows
-            .iter()
-            .map(|r| r["variant"].as_str().expect("name"))
-            .collect();
+        let rows = &table.rows;
+        let names: Vec<&str> = rows.iter().map(|r| r.variant.as_str()).collect();
         assert_eq!(
             names,
             [
@@ -113,9 +111,8 @@ fn curated_quantization_sweeps_match_their_runs_and_state_their_kld_order() {
         let pinned = &registry.get(id).expect("entry").files[0].sha256;
         let mut variants: Vec<(f64, f64, &str)> = Vec::new();
         for row in rows {
-            let variant = row["variant"].as_str().expect("name");
-            let label = row["quantization"].as_str().expect("label");
-            match row["role"].as_str().expect("role") {
+            let (variant, label) = (row.variant.as_str(), row.quantization.as_str());
+            match row.role.as_str() {
                 "base" => assert_eq!(label, format!("F32, dequantized from {source}")),
                 "source" => assert_eq!(label, source),
                 _ => assert_eq!(
@@ -127,7 +124,7 @@ fn curated_quantization_sweeps_match_their_runs_and_state_their_kld_order() {
                 .iter()
                 .find(|r| r.manifest.model.quantization == label)
                 .unwrap_or_else(|| panic!("{id} {variant}: no run"));
-            if row["role"] == "source" {
+            if row.role == "source" {
                 assert_eq!(
                     Some(&run.manifest.model.sha256),
                     pinned.as_ref(),
@@ -137,27 +134,33 @@ fn curated_quantization_sweeps_match_their_runs_and_state_their_kld_order() {
             let metrics = run.metrics.as_ref().expect("metrics");
             let stored = |name: &str| metrics.get(name).map(|m| m.value);
             assert_eq!(
-                Some(row["bits_per_byte"]["value"].as_f64().expect("bpb")),
+                Some(row.bits_per_byte.value),
                 stored("bits_per_byte"),
                 "{id} {variant}"
             );
             assert_eq!(
-                row["kld_mean"]["value"].as_f64(),
+                row.kld_mean.map(|k| k.value),
                 stored("kld_mean"),
                 "{id} {variant}"
             );
-            if row["role"] == "variant" {
+            if row.role == "variant" {
                 let kld = stored("kld_mean").expect("kld");
                 assert!(kld > 0.0 && kld < 5.0, "{id} {variant}: {kld}");
-                variants.push((row["bits_per_weight"].as_f64().expect("bpw"), kld, variant));
+                variants.push((row.bits_per_weight, kld, variant));
             }
         }
         variants.sort_by(|a, b| b.0.total_cmp(&a.0));
         let monotonic = variants.windows(2).all(|w| w[1].1 > w[0].1);
         assert_eq!(
-            table["kld_order"]["monotonic"].as_bool(),
+            table.kld_order.as_ref().map(|o| o.monotonic),
             Some(monotonic),
             "{id}: {variants:?}"
+        );
+        // The schema's own order check agrees with the rows.
+        assert_eq!(
+            lmdensity_core::schema::kld_order(rows),
+            table.kld_order,
+            "{id}"
         );
     }
 }

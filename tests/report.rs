@@ -8,7 +8,7 @@ use std::process::Command;
 use crate::util::*;
 
 /// The seven figures every report has, in order.
-const FIGURES: [&str; 7] = [
+const FIGURES: [&str; 8] = [
     "task-accuracy",
     "store-loss-error",
     "loss-error",
@@ -16,6 +16,7 @@ const FIGURES: [&str; 7] = [
     "density-trend",
     "throughput",
     "quality-frontier",
+    "reliability",
 ];
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -269,8 +270,10 @@ fn html_report_opens_in_chromium_with_every_plot_no_errors_no_network() {
     }
     let drawn = view.dom.matches("class=\"plot\"").count();
     let missing = view.dom.matches("class=\"missing\"").count();
-    assert_eq!((drawn, missing), (6, 1), "six plots and the refused fit");
-    assert_eq!(view.dom.matches("<svg").count(), 6);
+    assert_eq!((drawn, missing), (7, 1), "seven plots and the refused fit");
+    assert_eq!(view.dom.matches("<svg").count(), 7);
+    // Calibration recomputed from the task runs' samples.
+    assert!(text.contains("ECE (10)") && text.contains("AUROC"), "calibration table");
 
     // The Markdown report and its image files.
     let report_md = fs::read_to_string(md.join("report.md")).expect("report.md");

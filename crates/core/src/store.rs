@@ -219,6 +219,12 @@ impl StoredRun {
             metrics,
         })
     }
+
+    /// The run's finished samples (`samples.jsonl`, a torn last line dropped), in file order;
+    /// none when the file is absent (curated copies may keep only manifest and metrics).
+    pub fn samples(&self) -> Result<Vec<Sample>, StoreError> {
+        Ok(read_samples(&self.dir.join("samples.jsonl"))?.0)
+    }
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, StoreError> {

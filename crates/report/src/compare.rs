@@ -65,7 +65,15 @@ pub struct Comparison {
     pub settings: Vec<SettingDifference>,
     /// Notes about runs without metrics or with status other than complete.
     pub notes: Vec<String>,
+    /// The runs compared unit by unit, when they scored the same items or windows (none for
+    /// runs without units to pair, such as bench runs).
+    pub paired: Option<crate::paired::Pairing>,
 }
+
+/// Paired-bootstrap resamples of a comparison.
+pub const PAIRED_RESAMPLES: usize = 2000;
+/// Seed of the paired bootstrap (fixed: the same runs give the same interval).
+pub const PAIRED_SEED: u64 = 0;
 
 /// Manifest fields that differ between any two runs and say nothing about what was measured.
 const IGNORED: &[&str] = &[
@@ -182,6 +190,16 @@ pub fn compare(a: &StoredRun, b: &StoredRun) -> Comparison {
         only_in_b,
         settings: setting_differences(a, b),
         notes,
+        paired: paired(a, b),
+    }
+}
+
+/// The paired part: both runs' samples read and paired; unreadable samples are said in place.
+fn paired(a: &StoredRun, b: &StoredRun) -> Option<crate::paired::Pairing> {
+    use crate::paired::{pair, Pairing};
+    match (a.samples(), b.samples()) {
+        (Ok(sa), Ok(sb)) => pair(a, b, &sa, &sb, PAIRED_RESAMPLES, PAIRED_SEED),
+        (Err(e), _) | (_, Err(e)) => Some(Pairing::Unpaired(format!("samples not read: {e}"))),
     }
 }
 

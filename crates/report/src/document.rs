@@ -71,6 +71,7 @@ pub fn document(data: &Collected, generated_at: &str) -> Document {
         blocks: figures(data).into_iter().map(Block::Figure).collect(),
     });
     sections.push(fits(data));
+    sections.push(crate::reliability::section(data));
     sections.push(models(data));
     Document {
         title: "lmdensity report".into(),

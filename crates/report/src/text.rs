@@ -15,6 +15,7 @@ use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
 use crate::compare::{Comparison, Verdict};
+use crate::paired::{Paired, Pairing};
 
 /// Which metrics a runs table shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,8 +463,67 @@ pub fn comparison_text(a: &StoredRun, b: &StoredRun, c: &Comparison) -> String {
     for note in &c.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }
+    match &c.paired {
+        Some(Pairing::Paired(p)) => out += &paired_text(p),
+        Some(Pairing::Unpaired(why)) => {
+            let _ = writeln!(
+                out,
+                "\nunpaired: {why}; only the comparison of standard errors above applies"
+            );
+        }
+        None => {}
+    }
     out.push_str(
         "\nverdict: |B − A| within 2 combined standard errors = within noise (≈95%, normal errors)\n",
     );
     out
+}
+
+#[derive(Tabled)]
+struct PairedRow {
+    metric: String,
+    #[tabled(rename = "A")]
+    a: String,
+    #[tabled(rename = "B")]
+    b: String,
+    #[tabled(rename = "B − A [95% paired bootstrap]")]
+    difference: String,
+    test: String,
+    p: String,
+    #[tabled(rename = "q (BH)")]
+    q: String,
+    #[tabled(rename = "MDE")]
+    mde: String,
+}
+
+fn interval_text(ci: Option<(f64, f64)>) -> String {
+    ci.map_or(String::new(), |(lo, hi)| format!(" [{lo:.4}, {hi:.4}]"))
+}
+
+/// The paired tests of a comparison.
+fn paired_text(p: &Paired) -> String {
+    let rows = p.tests.iter().map(|t| PairedRow {
+        metric: t.metric.clone(),
+        a: format!("{:.4}{}", t.a, interval_text(t.a_wilson)),
+        b: format!("{:.4}{}", t.b, interval_text(t.b_wilson)),
+        difference: format!("{:+.4} [{:+.4}, {:+.4}]", t.difference, t.ci.0, t.ci.1),
+        test: match t.discordant {
+            Some((a_only, b_only)) => {
+                format!("{} (A only right {a_only}, B only right {b_only})", t.test)
+            }
+            None => t.test.clone(),
+        },
+        p: format!("{:.3e}", t.p_value),
+        q: format!("{:.3e}", t.q_value),
+        mde: format!("{:.4}", t.minimum_detectable_effect),
+    });
+    format!(
+        "\npaired on {} {} both runs scored ({} unpaired left out); accuracies with Wilson 95% intervals; {} bootstrap resamples, seed {}; MDE = smallest |B − A| detectable at α 0.05 with power 0.8 at this size:\n\n{}\n",
+        p.paired,
+        p.unit,
+        p.unpaired,
+        p.resamples,
+        p.seed,
+        Table::new(rows).with(Style::markdown())
+    )
 }
