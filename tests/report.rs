@@ -273,7 +273,10 @@ fn html_report_opens_in_chromium_with_every_plot_no_errors_no_network() {
     assert_eq!((drawn, missing), (7, 1), "seven plots and the refused fit");
     assert_eq!(view.dom.matches("<svg").count(), 7);
     // Calibration recomputed from the task runs' samples.
-    assert!(text.contains("ECE (10)") && text.contains("AUROC"), "calibration table");
+    assert!(
+        text.contains("ECE (10)") && text.contains("AUROC"),
+        "calibration table"
+    );
 
     // The Markdown report and its image files.
     let report_md = fs::read_to_string(md.join("report.md")).expect("report.md");

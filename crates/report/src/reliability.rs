@@ -93,11 +93,28 @@ pub fn section(data: &Collected) -> Section {
     }
 }
 
+/// Tasks a reliability diagram can tell apart: the palette's seven colours (grey is the
+/// diagonal).
+const MAX_TASKS: usize = 7;
+
 /// Reliability diagram of the first model with calibrated runs: accuracy against confidence
-/// per equal-mass bin (raw scoring), one line per task, and the diagonal of perfect
-/// calibration.
+/// per equal-mass bin (raw scoring), one line per task (its seven largest), and the diagonal
+/// of perfect calibration.
 fn figure(all: &BTreeMap<(String, String), Vec<Calibration>>) -> Figure {
     let model = all.keys().next().map(|(m, _)| m.clone());
+    let mut tasks: Vec<(&String, &Calibration)> = all
+        .iter()
+        .filter(|((m, _), _)| Some(m) == model.as_ref())
+        .map(|((_, t), cs)| (t, &cs[0]))
+        .collect();
+    tasks.sort_by(|a, b| b.1.items.cmp(&a.1.items).then(a.0.cmp(b.0)));
+    let left_out: Vec<String> = tasks
+        .iter()
+        .skip(MAX_TASKS)
+        .map(|(t, _)| (*t).clone())
+        .collect();
+    tasks.truncate(MAX_TASKS);
+    tasks.sort_by(|a, b| a.0.cmp(b.0));
     let chart = match &model {
         None => Err("No calibrated task runs in the store.".into()),
         Some(model) => {
@@ -106,8 +123,7 @@ fn figure(all: &BTreeMap<(String, String), Vec<Calibration>>) -> Figure {
                 colour: 7,
                 layer: Layer::Dashed(vec![(0.0, 0.0), (1.0, 1.0)]),
             }];
-            for (i, ((_, task), cs)) in all.iter().filter(|((m, _), _)| m == model).enumerate() {
-                let raw = &cs[0];
+            for (i, (task, raw)) in tasks.iter().enumerate() {
                 let points: Vec<(f64, f64)> = raw
                     .bins
                     .iter()
@@ -149,8 +165,16 @@ fn figure(all: &BTreeMap<(String, String), Vec<Calibration>>) -> Figure {
         caption: format!(
             "{}: for each task, items sorted by confidence into 10 equal-mass bins; each point \
              is a bin's mean confidence against its fraction correct. Points below the dashed \
-             diagonal are over-confident. Recomputed from samples.jsonl.",
-            model.unwrap_or_else(|| "—".into())
+             diagonal are over-confident. Recomputed from samples.jsonl. {}",
+            model.unwrap_or_else(|| "—".into()),
+            if left_out.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "The seven largest tasks are drawn; left out (see the table): {}.",
+                    left_out.join(", ")
+                )
+            }
         ),
         chart,
     }

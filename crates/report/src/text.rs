@@ -463,6 +463,9 @@ pub fn comparison_text(a: &StoredRun, b: &StoredRun, c: &Comparison) -> String {
     for note in &c.notes {
         let _ = writeln!(out, "\nnote: {note}");
     }
+    out.push_str(
+        "\nverdict: |B − A| within 2 combined standard errors = within noise (≈95%, normal errors)\n",
+    );
     match &c.paired {
         Some(Pairing::Paired(p)) => out += &paired_text(p),
         Some(Pairing::Unpaired(why)) => {
@@ -473,9 +476,6 @@ pub fn comparison_text(a: &StoredRun, b: &StoredRun, c: &Comparison) -> String {
         }
         None => {}
     }
-    out.push_str(
-        "\nverdict: |B − A| within 2 combined standard errors = within noise (≈95%, normal errors)\n",
-    );
     out
 }
 
