@@ -66,6 +66,30 @@ pub fn mean_sd(xs: &[f64]) -> (f64, Option<f64>) {
     (acc.mean(), acc.sample_sd())
 }
 
+/// Index of the largest value; the first on ties (as numpy's argmax); 0 for no values.
+pub fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, v) in values.enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0
+}
+
+/// A count with an SI suffix and three decimals, as tables print parameter and token
+/// counts: 1.439B, 160.000M.
+pub fn si_count(value: f64) -> String {
+    let (scale, suffix) = match value.abs() {
+        v if v >= 1e12 => (1e12, "T"),
+        v if v >= 1e9 => (1e9, "B"),
+        v if v >= 1e6 => (1e6, "M"),
+        v if v >= 1e3 => (1e3, "K"),
+        _ => (1.0, ""),
+    };
+    format!("{:.3}{suffix}", value / scale)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

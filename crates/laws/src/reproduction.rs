@@ -18,8 +18,12 @@ pub const HELD_OUT: [&str; 2] = ["open_lm_1b", "open_lm_7b"];
 /// A held-out prediction beside the measured value.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Prediction {
-    /// The run (`rpj-open_lm_1b-32.0 (N = 1.439B, M = 640)`).
+    /// The run (`rpj-open_lm_1b-32.0`).
     pub model: String,
+    /// Its parameter count N.
+    pub params: f64,
+    /// Its token multiplier M (tokens per parameter).
+    pub multiplier: f64,
     /// What is predicted (`c4_val loss`, `17-task top-1 error (from predicted loss)`).
     pub quantity: String,
     /// The law's prediction.
@@ -142,18 +146,6 @@ pub fn reproduce_gadre(
     Ok(out)
 }
 
-/// A count with an SI suffix: 1.439B.
-fn si(value: f64) -> String {
-    let (scale, suffix) = match value.abs() {
-        v if v >= 1e12 => (1e12, "T"),
-        v if v >= 1e9 => (1e9, "B"),
-        v if v >= 1e6 => (1e6, "M"),
-        v if v >= 1e3 => (1e3, "K"),
-        _ => (1.0, ""),
-    };
-    format!("{:.3}{suffix}", value / scale)
-}
-
 /// Loss (both laws) and error predictions for the 1.4B at M = 640 and the 6.9B at M = 20.
 fn predictions(runs: &[GadreRun], fits: &GadreReproduction) -> Vec<Prediction> {
     let mut out = Vec::new();
@@ -165,10 +157,11 @@ fn predictions(runs: &[GadreRun], fits: &GadreReproduction) -> Vec<Prediction> {
         let error = ErrorLaw.predict(&[loss], &fits.error_law.values());
         let chinchilla_loss =
             ChinchillaLaw.predict(&[run.params, run.tokens], &fits.chinchilla.values());
-        let label = format!("{} (N = {}, M = {m})", run.name, si(run.params));
         let mut push = |quantity: String, predicted: f64, measured: f64| {
             out.push(Prediction {
-                model: label.clone(),
+                model: run.name.clone(),
+                params: run.params,
+                multiplier: m,
                 quantity,
                 predicted,
                 measured,

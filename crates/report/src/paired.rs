@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 
+use lmdensity_core::stats::argmax;
 use lmdensity_core::{ItemSample, Sample, StoredRun, WindowSample};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -119,16 +120,6 @@ fn items(samples: &[Sample]) -> BTreeMap<usize, &ItemSample> {
         }
     }
     out
-}
-
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
-    for (i, v) in values.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }
 
 /// Per-item correctness (`acc`: highest log-likelihood, or greedy match for single-target

@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use lmdensity_core::stats::si_count as si;
 use lmdensity_core::{RunMetrics, StoredRun};
 use lmdensity_laws::densing::DensityEstimate;
 use lmdensity_laws::effective::{Excluded, ReferenceFamily};
@@ -133,18 +134,6 @@ pub fn runs_table(runs: &[StoredRun], filter: &MetricFilter) -> String {
     Table::new(out).with(Style::markdown()).to_string()
 }
 
-/// A count with an SI suffix: 1.23B, 456M.
-pub fn si(value: f64) -> String {
-    let (scale, suffix) = match value.abs() {
-        v if v >= 1e12 => (1e12, "T"),
-        v if v >= 1e9 => (1e9, "B"),
-        v if v >= 1e6 => (1e6, "M"),
-        v if v >= 1e3 => (1e3, "K"),
-        _ => (1.0, ""),
-    };
-    format!("{:.3}{suffix}", value / scale)
-}
-
 fn interval(ci: Option<(f64, f64)>, format: impl Fn(f64) -> String) -> String {
     ci.map_or("—".into(), |(lo, hi)| {
         format!("{} … {}", format(lo), format(hi))
@@ -236,7 +225,7 @@ pub fn gadre_text(fits: &GadreReproduction, data: &str) -> String {
         .predictions
         .iter()
         .map(|p| PredictionRow {
-            model: p.model.clone(),
+            model: format!("{} (N = {}, M = {})", p.model, si(p.params), p.multiplier),
             quantity: p.quantity.clone(),
             predicted: format!("{:.4}", p.predicted),
             measured: format!("{:.4}", p.measured),

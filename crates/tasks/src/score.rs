@@ -6,7 +6,7 @@ use lmdensity_core::{
 };
 
 use lmdensity_core::driver::{drive, Resumable};
-use lmdensity_core::stats::mean_and_stderr;
+use lmdensity_core::stats::{argmax, mean_and_stderr};
 use lmdensity_core::store::StoredRun;
 
 use crate::items::Item;
@@ -228,17 +228,6 @@ pub fn aggregate_groups(set: &TaskSet, runs: &[StoredRun]) -> Vec<GroupScore> {
         });
     }
     out
-}
-
-/// Index of the largest value; the first on ties (as numpy's argmax).
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
-    let mut best = (0, f64::NEG_INFINITY);
-    for (i, v) in values.enumerate() {
-        if v > best.1 {
-            best = (i, v);
-        }
-    }
-    best.0
 }
 
 /// The task's metrics over `samples`, named `<task>/<metric>`.
