@@ -495,7 +495,7 @@ mod tests {
         // 6..=9 (4); McNemar p = 2·(C(7,0)+C(7,1)+C(7,2)+C(7,3))/2⁷ = 2·64/128 = 1.
         let a: Vec<f64> = (0..10).map(|i| f64::from(u8::from(i < 6))).collect();
         let b: Vec<f64> = (0..10)
-            .map(|i| f64::from(u8::from(i < 3 || i >= 6)))
+            .map(|i| f64::from(u8::from(!(3..6).contains(&i))))
             .collect();
         let t = accuracy_test("acc".into(), &a, &b, 2000, 0);
         assert_eq!(t.discordant, Some((3, 4)));
