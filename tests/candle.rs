@@ -347,6 +347,8 @@ fn candle_refuses_a_gguf_of_an_unsupported_architecture_naming_the_supported_one
 /// candle from the GGUF) scores two COPA items on each engine.
 #[test]
 fn lm_eval_json_names_the_engine_that_ran() {
+    // Fetched through the tests' own lock first, so the binary never races another test's fetch.
+    weights("smollm2-135m-instruct");
     let dir = tempfile::tempdir().expect("tempdir");
     let results = dir.path().join("results");
     for (backend, expected) in [
