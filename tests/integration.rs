@@ -15,6 +15,7 @@ mod curated;
 mod errors;
 mod hub;
 mod laws;
+mod loss_curves;
 mod quantization;
 mod real_models;
 mod report;

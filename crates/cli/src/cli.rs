@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use lmdensity_jobs as jobs;
 use lmdensity_jobs::{ModelSpec, PerplexityJob, TaskJob};
@@ -167,20 +168,11 @@ pub struct ConvertArgs {
     /// Output directory (created; must not hold a model); with `--format gguf-f32`, the file.
     #[arg(long, short)]
     pub out: PathBuf,
-    /// What to write.
-    #[arg(long, value_enum, default_value = "hf")]
-    pub format: ConvertFormat,
-}
-
-/// Outputs of `convert`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum ConvertFormat {
-    /// An HF-format directory for candle (config.json, model.safetensors, tokenizer.json).
-    Hf,
-    /// One GGUF with every tensor dequantized to f32 and all metadata kept: the input of
-    /// `lmdensity quantize` and the base of a quantization sweep.
-    #[value(name = "gguf-f32")]
-    GgufF32,
+    /// What to write: hf, an HF-format directory for candle (config.json, model.safetensors,
+    /// tokenizer.json); gguf-f32, one GGUF with every tensor dequantized to f32 and all
+    /// metadata kept (the input of `lmdensity quantize`, the base of a quantization sweep).
+    #[arg(long, default_value = "hf", value_parser = names(jobs::ConvertFormat::NAMES, jobs::ConvertFormat::parse))]
+    pub format: jobs::ConvertFormat,
 }
 
 /// Arguments of `quantize`.
@@ -334,9 +326,9 @@ pub struct RunArgs {
 /// Settings shared by every fit.
 #[derive(Debug, Args, Clone)]
 pub struct FitSettings {
-    /// Bootstrap resamples for the confidence intervals.
-    #[arg(long, default_value_t = jobs::FitSettings::default().bootstrap, global = true)]
-    pub bootstrap: usize,
+    /// Bootstrap resamples for the confidence intervals (default 1000; `fit curve`: 50).
+    #[arg(long, global = true)]
+    pub bootstrap: Option<usize>,
     /// Seed of the bootstrap.
     #[arg(long, default_value_t = 0, global = true)]
     pub seed: u64,
@@ -380,8 +372,8 @@ pub enum FitTarget {
     /// (days since 2023-01-01, from the registry).
     Runs {
         /// Law to fit.
-        #[arg(long, value_enum)]
-        law: LawName,
+        #[arg(long, value_parser = names(jobs::LawName::NAMES, jobs::LawName::parse))]
+        law: jobs::LawName,
         /// Input fields, in the law's order (`--x N --x D`, or `--x N,D`).
         #[arg(long, required = true)]
         x: Vec<String>,
@@ -394,8 +386,8 @@ pub enum FitTarget {
         /// The CSV file (with a header row).
         file: PathBuf,
         /// Law to fit.
-        #[arg(long, value_enum)]
-        law: LawName,
+        #[arg(long, value_parser = names(jobs::LawName::NAMES, jobs::LawName::parse))]
+        law: jobs::LawName,
         /// Input columns, in the law's order (`--x N --x D`, or `--x N,D`).
         #[arg(long, required = true)]
         x: Vec<String>,
@@ -406,26 +398,40 @@ pub enum FitTarget {
         #[arg(long)]
         label: Option<String>,
     },
+    /// A run's loss curve (CSV step,lr,loss): fit to the steps so far, predict the final loss
+    /// with a moving-block residual-bootstrap interval — is the run worth continuing?
+    Curve {
+        /// The CSV file.
+        file: PathBuf,
+        /// mpl: Multi-Power Law (Luo et al. 2025); tissue: Tissue et al. 2024.
+        #[arg(long, default_value = "mpl", value_parser = names(jobs::CurveLawName::NAMES, jobs::CurveLawName::parse))]
+        law: jobs::CurveLawName,
+        /// cosine_T, constant_T, wsd_D_T, wsdld_D_T, wsdcon_K (Luo et al.'s), or logged (the
+        /// lr column, linear between logged steps); default: the file's stem if it names one.
+        #[arg(long, value_name = "NAME")]
+        lr_schedule: Option<String>,
+        /// Fit only the steps ≤ STEP (default: all).
+        #[arg(long, value_name = "STEP")]
+        fit_until: Option<usize>,
+        /// Predict the loss at STEP (default: the schedule's last step, else the file's).
+        #[arg(long, value_name = "STEP")]
+        predict_to: Option<usize>,
+    },
+    /// Luo et al. 2025's protocol on one size of their loss curves: fit on cosine_24000,
+    /// constant_24000, wsdcon_9, predict six others; their published figures beside.
+    LossCurves {
+        /// The folder (csv_25, csv_100, csv_400; shipped in crates/laws/data/multipower-law).
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
-/// Laws `fit csv` can fit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LawName {
-    /// Err(L) = ε − k·exp(−γ·L); x = L.
-    GadreError,
-    /// L(N, M) = α·N^b + β·6^(b/2)·(M·N)^b + E; x = N, M.
-    GadreOvertraining,
-    /// L(N, D) = E + A/N^α + B/D^β by least squares; x = N, D.
-    Chinchilla,
-    /// The same law by Hoffmann et al.'s Huber loss on log-loss (L-BFGS); x = N, D.
-    ChinchillaHuber,
-    /// The same law by variable projection: grid over (α, β), non-negative least squares for
-    /// (E, A, B), then Levenberg–Marquardt; x = N, D.
-    ChinchillaVarpro,
-    /// L(N, D) = a·N^(−α) + b·D^(−β); x = N, D.
-    DensingLoss,
-    /// S(L) = c / (1 + e^(−γ(L − l))) + d; x = L.
-    DensingPerformance,
+/// A value parser accepting `names` (listed in `--help`), parsed by `parse`.
+fn names<T: Clone + Send + Sync + 'static>(
+    names: &'static [&'static str],
+    parse: fn(&str) -> Option<T>,
+) -> impl TypedValueParser<Value = T> {
+    PossibleValuesParser::new(names).try_map(move |name| parse(&name).ok_or("unknown name"))
 }
 
 /// Arguments of `density`.

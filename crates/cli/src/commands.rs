@@ -6,8 +6,7 @@ use clap::Parser;
 use lmdensity_core::{progress, ResultsStore};
 use lmdensity_eval::corpus;
 use lmdensity_hub::Registry;
-use lmdensity_jobs::analysis::FitOutcome;
-use lmdensity_jobs::{report, Context, ReportJob, Result, Workspace};
+use lmdensity_jobs::{curve_text, report, Context, ReportJob, Result, Workspace};
 use lmdensity_report::text::{self, MetricFilter};
 use lmdensity_tasks::score::GroupScore;
 use tabled::settings::Style;
@@ -55,10 +54,7 @@ pub fn run() -> Result<ExitCode> {
             if args.settings.json {
                 println!("{}", serde_json::to_string_pretty(&done.json)?);
             } else {
-                match &done.outcome {
-                    FitOutcome::Gadre(fits, data) => print!("{}", text::gadre_text(fits, data)),
-                    FitOutcome::Law(report) => print!("{}", text::fit_text(report)),
-                }
+                print!("{}", curve_text::fit_outcome_text(&done.outcome));
             }
         }
         Command::Density(args) => {

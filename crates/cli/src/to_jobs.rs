@@ -6,9 +6,9 @@ use lmdensity_jobs as jobs;
 use lmdensity_jobs::{JobError, ModelSpec, Result};
 
 use crate::cli::{
-    BackendChoice, BenchArgs, BenchFormat, ConvertArgs, ConvertFormat, DensityArgs, DtypeChoice,
-    EvalArgs, FitArgs, FitSettings, FitTarget, KldArgs, LawName, Mode, ModelArgs, PplArgs,
-    QuantizeArgs, ReferenceArgs, SweepArgs, TrendArgs,
+    BackendChoice, BenchArgs, BenchFormat, ConvertArgs, DensityArgs, DtypeChoice, EvalArgs,
+    FitArgs, FitSettings, FitTarget, KldArgs, Mode, ModelArgs, PplArgs, QuantizeArgs,
+    ReferenceArgs, SweepArgs, TrendArgs,
 };
 
 impl ModelArgs {
@@ -184,10 +184,7 @@ impl ConvertArgs {
         jobs::ConvertJob {
             model: self.model.spec(),
             out: self.out.clone(),
-            format: match self.format {
-                ConvertFormat::Hf => jobs::ConvertFormat::Hf,
-                ConvertFormat::GgufF32 => jobs::ConvertFormat::GgufF32,
-            },
+            format: self.format,
         }
     }
 }
@@ -195,22 +192,10 @@ impl ConvertArgs {
 impl FitSettings {
     fn settings(&self) -> jobs::FitSettings {
         jobs::FitSettings {
-            bootstrap: self.bootstrap,
+            bootstrap: self.bootstrap.unwrap_or(jobs::FitSettings::BOOTSTRAP),
             seed: self.seed,
             confidence: self.confidence,
         }
-    }
-}
-
-fn law(name: LawName) -> jobs::LawName {
-    match name {
-        LawName::GadreError => jobs::LawName::GadreError,
-        LawName::GadreOvertraining => jobs::LawName::GadreOvertraining,
-        LawName::Chinchilla => jobs::LawName::Chinchilla,
-        LawName::ChinchillaHuber => jobs::LawName::ChinchillaHuber,
-        LawName::ChinchillaVarpro => jobs::LawName::ChinchillaVarpro,
-        LawName::DensingLoss => jobs::LawName::DensingLoss,
-        LawName::DensingPerformance => jobs::LawName::DensingPerformance,
     }
 }
 
@@ -227,29 +212,44 @@ impl FitArgs {
                 dataset: dataset.clone(),
                 eval_set: eval_set.clone(),
             },
-            FitTarget::Runs { law: l, x, y } => jobs::FitTarget::Runs {
-                law: law(*l),
+            FitTarget::Runs { law, x, y } => jobs::FitTarget::Runs {
+                law: *law,
                 x: x.clone(),
                 y: y.clone(),
             },
             FitTarget::Csv {
                 file,
-                law: l,
+                law,
                 x,
                 y,
                 label,
             } => jobs::FitTarget::Csv {
                 file: file.clone(),
-                law: law(*l),
+                law: *law,
                 x: x.clone(),
                 y: y.clone(),
                 label: label.clone(),
             },
+            FitTarget::Curve {
+                file,
+                law,
+                lr_schedule,
+                fit_until,
+                predict_to,
+            } => jobs::FitTarget::Curve {
+                file: file.clone(),
+                law: *law,
+                lr_schedule: lr_schedule.clone(),
+                fit_until: *fit_until,
+                predict_to: *predict_to,
+            },
+            FitTarget::LossCurves { data } => jobs::FitTarget::LossCurves { data: data.clone() },
         };
-        jobs::FitJob {
-            target,
-            settings: self.settings.settings(),
+        let mut settings = self.settings.settings();
+        if let (FitTarget::Curve { .. }, None) = (&self.target, self.settings.bootstrap) {
+            settings.bootstrap = jobs::FitSettings::CURVE_BOOTSTRAP;
         }
+        jobs::FitJob { target, settings }
     }
 }
 

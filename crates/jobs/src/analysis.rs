@@ -15,6 +15,8 @@ use lmdensity_laws::effective::{
 };
 use lmdensity_laws::fit::{fit, fit_with, FitOptions, FitReport, Law, Point};
 use lmdensity_laws::gadre::{ErrorLaw, OverTrainingLaw};
+use lmdensity_laws::loss_curve::protocol::{CurvePrediction, LossCurveReproduction};
+use lmdensity_laws::loss_curve::CurveLawName;
 use lmdensity_laws::reference::{
     load_gadre_runs, parse_open_models, shipped_gadre_runs, OpenModel, COMMONSENSE_TASKS,
     OPEN_MODELS_CSV, SHIPPED_GADRE_DATA,
@@ -28,6 +30,8 @@ use serde_json::json;
 use crate::error::{Context, Result};
 use crate::workspace::Workspace;
 use crate::{bail, JobError};
+use lmdensity_laws::loss_curve::protocol::CurveQuestion;
+use lmdensity_laws::loss_curve::FitMethod;
 
 /// Settings shared by every fit.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -44,7 +48,7 @@ impl Default for FitSettings {
     /// 1000 resamples, seed 0, 95% intervals.
     fn default() -> Self {
         FitSettings {
-            bootstrap: 1000,
+            bootstrap: FitSettings::BOOTSTRAP,
             seed: 0,
             confidence: 0.95,
         }
@@ -52,6 +56,13 @@ impl Default for FitSettings {
 }
 
 impl FitSettings {
+    /// Default bootstrap resamples of a point fit.
+    pub const BOOTSTRAP: usize = 1000;
+
+    /// Default resamples of a loss-curve fit ([`FitTarget::Curve`]): each refits the law to
+    /// the whole curve, so fewer than the 1000 of point fits.
+    pub const CURVE_BOOTSTRAP: usize = 50;
+
     fn options(&self) -> Result<FitOptions> {
         if !(self.confidence > 0.0 && self.confidence < 1.0) {
             bail!(
@@ -96,6 +107,34 @@ pub enum LawName {
 }
 
 impl LawName {
+    /// Every law, in the order of [`LawName::NAMES`].
+    const ALL: [LawName; 7] = [
+        LawName::GadreError,
+        LawName::GadreOvertraining,
+        LawName::Chinchilla,
+        LawName::ChinchillaHuber,
+        LawName::ChinchillaVarpro,
+        LawName::DensingLoss,
+        LawName::DensingPerformance,
+    ];
+
+    /// The names [`LawName::parse`] accepts (the command line's spellings).
+    pub const NAMES: &'static [&'static str] = &[
+        "gadre-error",
+        "gadre-overtraining",
+        "chinchilla",
+        "chinchilla-huber",
+        "chinchilla-varpro",
+        "densing-loss",
+        "densing-performance",
+    ];
+
+    /// The law named `name` (one of [`LawName::NAMES`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        let i = Self::NAMES.iter().position(|n| *n == name)?;
+        Some(Self::ALL[i])
+    }
+
     /// The law object.
     pub fn law(self) -> &'static dyn Law {
         match self {
@@ -182,6 +221,27 @@ pub enum FitTarget {
         /// Column naming each row (default: row numbers).
         label: Option<String>,
     },
+    /// A loss-curve law on one training run's `step,lr,loss` CSV: fitted to its start, the
+    /// loss at a later step predicted with a bootstrap interval (`settings.bootstrap`
+    /// resamples).
+    Curve {
+        /// The CSV file.
+        file: PathBuf,
+        /// The law.
+        law: CurveLawName,
+        /// Schedule name (`cosine_24000`, …, or `logged`); default: the file's stem if it is
+        /// one, else its lr column.
+        lr_schedule: Option<String>,
+        /// Fit the points at steps ≤ this (default: all).
+        fit_until: Option<usize>,
+        /// Predict the loss at this step (default: the schedule's last step, else the file's).
+        predict_to: Option<usize>,
+    },
+    /// Luo et al.'s loss-curve protocol on one model size's folder of their curves.
+    LossCurves {
+        /// The folder (`csv_25`, `csv_100`, `csv_400` of their data).
+        data: PathBuf,
+    },
 }
 
 /// A fit.
@@ -200,6 +260,10 @@ pub enum FitOutcome {
     Gadre(Box<GadreReproduction>, String),
     /// One law's fit.
     Law(Box<FitReport>),
+    /// A run's loss predicted from its start.
+    Curve(Box<CurvePrediction>),
+    /// Luo et al.'s loss-curve protocol.
+    LossCurves(Box<LossCurveReproduction>),
 }
 
 /// An analysis's outcome, its JSON (as printed by `--json` and saved) and where it was saved.
@@ -292,6 +356,34 @@ impl FitJob {
                     FitOutcome::Law(Box::new(report)),
                     json,
                 )
+            }
+            FitTarget::Curve {
+                file,
+                law,
+                lr_schedule,
+                fit_until,
+                predict_to,
+            } => {
+                let question = CurveQuestion {
+                    law: *law,
+                    method: FitMethod::Lbfgs,
+                    schedule: lr_schedule.clone(),
+                    fit_until: *fit_until,
+                    predict_to: *predict_to,
+                    resamples: self.settings.bootstrap,
+                    seed: self.settings.seed,
+                    confidence: self.settings.confidence,
+                };
+                let prediction = crate::curves::predict(file, &question, &mut settings)?;
+                let json = serde_json::to_value(&prediction)?;
+                let name = format!("curve-{}", law.name());
+                (name, FitOutcome::Curve(Box::new(prediction)), json)
+            }
+            FitTarget::LossCurves { data } => {
+                let reproduction = crate::curves::reproduce(data, &mut settings)?;
+                let json = serde_json::to_value(&reproduction)?;
+                let name = "loss-curves".to_string();
+                (name, FitOutcome::LossCurves(Box::new(reproduction)), json)
             }
         };
         let saved = save(ws, "fit", &name, settings, &json)?;
@@ -736,6 +828,18 @@ mod tests {
         assert!(LawName::Chinchilla
             .check_inputs(&split_fields(&["N".into()]))
             .is_err());
+    }
+
+    #[test]
+    fn law_names_parse_to_their_laws() {
+        for (name, law) in LawName::NAMES.iter().zip(LawName::ALL) {
+            assert_eq!(LawName::parse(name), Some(law));
+        }
+        assert_eq!(
+            LawName::parse("chinchilla-huber"),
+            Some(LawName::ChinchillaHuber)
+        );
+        assert_eq!(LawName::parse("gadre"), None);
     }
 
     #[test]

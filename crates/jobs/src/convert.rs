@@ -20,6 +20,20 @@ pub enum ConvertFormat {
     GgufF32,
 }
 
+impl ConvertFormat {
+    /// The names [`ConvertFormat::parse`] accepts.
+    pub const NAMES: &'static [&'static str] = &["hf", "gguf-f32"];
+
+    /// The format named `name` (`hf`, `gguf-f32`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "hf" => Some(ConvertFormat::Hf),
+            "gguf-f32" => Some(ConvertFormat::GgufF32),
+            _ => None,
+        }
+    }
+}
+
 /// Converts the GGUF `model` names into `out`.
 #[derive(Debug, Clone)]
 pub struct ConvertJob {

@@ -8,7 +8,7 @@
 //! | [`BenchJob`] | llama-bench's throughput tests, memory and the roofline |
 //! | [`QuantizeJob`], [`SweepJob`] | llama.cpp's quantizer; the quantization sweep (composes the three above) |
 //! | [`ConvertJob`] | GGUF → HF directory or F32 GGUF |
-//! | [`FitJob`], [`DensityJob`], [`TrendJob`] | laws, effective parameter size, density trend |
+//! | [`FitJob`], [`DensityJob`], [`TrendJob`] | laws (also loss curves of training runs), effective parameter size, density trend |
 //! | [`ReportJob`], [`report::compare_runs`] | the report with plots; two runs compared |
 //!
 //! Every measured run goes through [`run`] (one run key, open/resume/finish) and
@@ -17,6 +17,8 @@
 pub mod analysis;
 pub mod bench;
 pub mod convert;
+pub mod curve_text;
+mod curves;
 pub mod error;
 pub mod model;
 pub mod perplexity;
@@ -32,6 +34,7 @@ pub use analysis::{
 pub use bench::BenchJob;
 pub use convert::{ConvertFormat, ConvertJob};
 pub use error::{Context, JobError, Result};
+pub use lmdensity_laws::loss_curve::CurveLawName;
 pub use model::{Dtype, Engine, EngineChoice, ModelSpec};
 pub use perplexity::{KldSpec, Modes, PerplexityJob};
 pub use report::ReportJob;

@@ -12,6 +12,7 @@ pub mod densing;
 pub mod effective;
 pub mod fit;
 pub mod gadre;
+pub mod loss_curve;
 pub mod reference;
 pub mod reproduction;
 pub mod robust;

@@ -71,7 +71,7 @@ pub fn document(data: &Collected, generated_at: &str) -> Document {
         blocks: figures(data).into_iter().map(Block::Figure).collect(),
     });
     sections.push(fits(data));
-    sections.push(crate::reliability::section(data));
+    sections.push(calibration(data));
     sections.push(models(data));
     Document {
         title: "lmdensity report".into(),
@@ -411,6 +411,26 @@ fn fits(data: &Collected) -> Section {
     Section {
         id: "fits".into(),
         title: "Fits and density estimates".into(),
+        blocks,
+    }
+}
+
+/// The calibration section: the table and the reliability diagram of `reliability`.
+fn calibration(data: &Collected) -> Section {
+    let (table, figure) = crate::reliability::table_and_figure(data);
+    let mut blocks = vec![Block::Text(crate::reliability::INTRODUCTION.into())];
+    match table {
+        Some((header, rows)) => blocks.push(Block::Table(Table { header, rows })),
+        None => blocks.push(Block::Notice(
+            "No complete multiple-choice task run with its samples in the store: `lmdensity \
+             eval` makes them."
+                .into(),
+        )),
+    }
+    blocks.push(Block::Figure(figure));
+    Section {
+        id: "calibration".into(),
+        title: "Calibration".into(),
         blocks,
     }
 }

@@ -8,7 +8,6 @@ use lmdensity_core::StoredRun;
 use crate::calibration::{of_samples, Calibration};
 use crate::chart::{Axis, Chart, Layer, LegendAt, Marker, Series, XyChart};
 use crate::collect::{setting, Collected};
-use crate::document::{Block, Section, Table};
 use crate::figures::Figure;
 
 /// Calibration of the latest complete task run per (model, task) whose samples are present.
@@ -31,25 +30,23 @@ fn auroc(c: &Calibration) -> String {
     c.auroc.map_or("—".into(), |a| format!("{a:.3}"))
 }
 
-/// The section: one table row per (model, task, scoring) and the reliability diagram.
-pub fn section(data: &Collected) -> Section {
-    let all = calibrations(data);
-    let mut blocks = vec![Block::Text(
-        "Each item's choice distribution is the softmax of its choices' log-likelihoods \
+/// What the calibration section says first.
+pub const INTRODUCTION: &str =
+    "Each item's choice distribution is the softmax of its choices' log-likelihoods \
          (`raw`), or of the log-likelihoods per character (`per_char`, the ranking acc_norm \
          uses); confidence is the top choice's probability. ECE: Σ (n_b/N)·|accuracy_b − \
          confidence_b| over 10 or 15 equal-mass bins; Brier: mean Σ_j (p_j − [j = gold])²; \
          AUROC: how well confidence separates right from wrong items (0.5 = not at all). \
-         Recomputed from each run's samples.jsonl."
-            .into(),
-    )];
-    if all.is_empty() {
-        blocks.push(Block::Notice(
-            "No complete multiple-choice task run with its samples in the store: `lmdensity \
-             eval` makes them."
-                .into(),
-        ));
-    } else {
+         Recomputed from each run's samples.jsonl.";
+
+/// A table as header cells and rows of cells.
+pub type Cells = (Vec<String>, Vec<Vec<String>>);
+
+/// The calibration table (header, one row per model, task and scoring; none without calibrated
+/// runs) and the reliability diagram.
+pub fn table_and_figure(data: &Collected) -> (Option<Cells>, Figure) {
+    let all = calibrations(data);
+    let table = (!all.is_empty()).then(|| {
         let mut rows = Vec::new();
         for ((model, task), cs) in &all {
             for c in cs {
@@ -67,30 +64,23 @@ pub fn section(data: &Collected) -> Section {
                 ]);
             }
         }
-        blocks.push(Block::Table(Table {
-            header: [
-                "model",
-                "task",
-                "scoring",
-                "items",
-                "accuracy",
-                "confidence",
-                "ECE (10)",
-                "ECE (15)",
-                "Brier",
-                "AUROC",
-            ]
-            .map(String::from)
-            .to_vec(),
-            rows,
-        }));
-    }
-    blocks.push(Block::Figure(figure(&all)));
-    Section {
-        id: "calibration".into(),
-        title: "Calibration".into(),
-        blocks,
-    }
+        let header = [
+            "model",
+            "task",
+            "scoring",
+            "items",
+            "accuracy",
+            "confidence",
+            "ECE (10)",
+            "ECE (15)",
+            "Brier",
+            "AUROC",
+        ]
+        .map(String::from)
+        .to_vec();
+        (header, rows)
+    });
+    (table, figure(&all))
 }
 
 /// Tasks a reliability diagram can tell apart: the palette's seven colours (grey is the
