@@ -51,37 +51,21 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Fit(args) => {
             let done = args.job().run(&ws)?;
-            if args.settings.json {
-                println!("{}", serde_json::to_string_pretty(&done.json)?);
-            } else {
-                print!("{}", curve_text::fit_outcome_text(&done.outcome));
-            }
+            print_analysis(args.settings.json, &done, curve_text::fit_outcome_text)?;
         }
         Command::Density(args) => {
             let done = args.job().run(&ws)?;
-            if args.settings.json {
-                println!("{}", serde_json::to_string_pretty(&done.json)?);
-            } else {
-                let o = &done.outcome;
-                let confidence = args.settings.confidence;
-                print!(
-                    "{}",
-                    text::density_text(&o.family, &o.estimates, &o.excluded, confidence)
-                );
-            }
+            let confidence = args.settings.confidence;
+            print_analysis(args.settings.json, &done, |o| {
+                text::density_text(&o.family, &o.estimates, &o.excluded, confidence)
+            })?;
         }
         Command::Trend(args) => {
             let done = args.job().run(&ws)?;
-            if args.settings.json {
-                println!("{}", serde_json::to_string_pretty(&done.json)?);
-            } else {
-                let o = &done.outcome;
-                let confidence = args.settings.confidence;
-                print!(
-                    "{}",
-                    text::trend_text(&o.family, &o.used, &o.trend, &o.excluded, confidence)
-                );
-            }
+            let confidence = args.settings.confidence;
+            print_analysis(args.settings.json, &done, |o| {
+                text::trend_text(&o.family, &o.used, &o.trend, &o.excluded, confidence)
+            })?;
         }
         Command::Compare { run_a, run_b, json } => {
             let (a, b, c) = report::compare_runs(&ws, run_a, run_b)?;
@@ -207,6 +191,19 @@ fn write_corpus(ws: &Workspace, name: &str, output: Option<&std::path::Path>) ->
         corpus.sha256,
         corpus.origin
     );
+    Ok(())
+}
+
+/// An analysis as its JSON (`--json`) or as the text `render` makes of its outcome.
+fn print_analysis<T>(
+    json: bool,
+    done: &lmdensity_jobs::Analysis<T>,
+    render: impl FnOnce(&T) -> String,
+) -> Result<()> {
+    match json {
+        true => println!("{}", serde_json::to_string_pretty(&done.json)?),
+        false => print!("{}", render(&done.outcome)),
+    }
     Ok(())
 }
 

@@ -327,14 +327,7 @@ impl FitJob {
                     "results_dir".into(),
                     json!(ws.results_dir.display().to_string()),
                 );
-                settings.insert("x".into(), json!(x));
-                settings.insert("y".into(), json!(y));
-                let json = serde_json::to_value(&report)?;
-                (
-                    law.law().name().to_string(),
-                    FitOutcome::Law(Box::new(report)),
-                    json,
-                )
+                law_outcome(*law, report, &x, y, &mut settings)?
             }
             FitTarget::Csv {
                 file,
@@ -348,14 +341,7 @@ impl FitJob {
                 let points = read_points(file, &x, y, label.as_deref())?;
                 let report = law.fit(&points, &options)?;
                 settings.insert("file".into(), json!(file.display().to_string()));
-                settings.insert("x".into(), json!(x));
-                settings.insert("y".into(), json!(y));
-                let json = serde_json::to_value(&report)?;
-                (
-                    law.law().name().to_string(),
-                    FitOutcome::Law(Box::new(report)),
-                    json,
-                )
+                law_outcome(*law, report, &x, y, &mut settings)?
             }
             FitTarget::Curve {
                 file,
@@ -393,6 +379,24 @@ impl FitJob {
             saved,
         })
     }
+}
+
+/// A law's fit as an outcome: its name, the outcome and its JSON, with `x` and `y` recorded.
+fn law_outcome(
+    law: LawName,
+    report: FitReport,
+    x: &[String],
+    y: &str,
+    settings: &mut BTreeMap<String, serde_json::Value>,
+) -> Result<(String, FitOutcome, serde_json::Value)> {
+    settings.insert("x".into(), json!(x));
+    settings.insert("y".into(), json!(y));
+    let json = serde_json::to_value(&report)?;
+    Ok((
+        law.law().name().to_string(),
+        FitOutcome::Law(Box::new(report)),
+        json,
+    ))
 }
 
 /// Writes an analysis to the results store and says where.
