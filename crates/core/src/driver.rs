@@ -29,8 +29,8 @@ pub trait Resumable {
     /// says the run on disk is not this run).
     fn unit_of(&self, sample: &Sample, run: &RunHandle) -> Result<usize, Self::Error>;
 
-    /// Called once with the kept finished samples, before anything is computed (e.g. to
-    /// refuse resuming work that must run in one pass).
+    /// Called once with the run's finished samples as stored (a duplicated unit appears twice),
+    /// before anything is computed (e.g. to refuse resuming work that must run in one pass).
     fn resuming(&mut self, _finished: &[Sample], _run: &RunHandle) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -54,10 +54,7 @@ pub fn drive<W: Resumable>(
 ) -> Result<RunMetrics, W::Error> {
     let started = Instant::now();
     let (mut kept, done) = finished_units(work, run)?;
-    work.resuming(
-        &kept.iter().map(|(_, s)| s.clone()).collect::<Vec<_>>(),
-        run,
-    )?;
+    work.resuming(run.finished_samples(), run)?;
     let previous_elapsed = run.read_metrics()?.map_or(0.0, |m| m.elapsed_s);
     let elapsed = |started: &Instant| previous_elapsed + started.elapsed().as_secs_f64();
     let total: usize = (0..work.n_units()).map(|u| work.weight(u)).sum();
