@@ -111,6 +111,23 @@ pub enum Format {
     Jsonl,
 }
 
+impl Format {
+    /// The names `--output` accepts (`md` is the markdown table).
+    pub const NAMES: &'static [&'static str] = &["table", "md", "csv", "json", "jsonl"];
+
+    /// The format named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "table" => Some(Format::Table),
+            "md" => Some(Format::Markdown),
+            "csv" => Some(Format::Csv),
+            "json" => Some(Format::Json),
+            "jsonl" => Some(Format::Jsonl),
+            _ => None,
+        }
+    }
+}
+
 fn size_label(bytes: u64) -> String {
     if bytes < 1 << 30 {
         format!("{:.2} MiB", bytes as f64 / (1u64 << 20) as f64)

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::builder::{PossibleValuesParser, TypedValueParser};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use lmdensity_jobs as jobs;
 use lmdensity_jobs::{ModelSpec, PerplexityJob, TaskJob};
 
@@ -135,11 +135,11 @@ pub struct ModelArgs {
     pub model_path: Option<PathBuf>,
     /// Engine: llama.cpp (GGUF; the default for GGUF files) or candle (GGUF with candle's
     /// quantized kernels; HF directories always run on candle).
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendChoice>,
+    #[arg(long, value_parser = names(jobs::EngineChoice::NAMES, jobs::EngineChoice::parse))]
+    pub backend: Option<jobs::EngineChoice>,
     /// Dtype candle holds an HF directory's matrices in (activations stay f32).
-    #[arg(long, value_enum, default_value = "f32")]
-    pub dtype: DtypeChoice,
+    #[arg(long, default_value = "f32", value_parser = names(jobs::Dtype::NAMES, jobs::Dtype::parse))]
+    pub dtype: jobs::Dtype,
     /// tokenizer.json for candle on a GGUF (default: the registry's, else rebuilt from the
     /// GGUF's vocabulary, which works for byte-level BPE vocabularies only).
     #[arg(long)]
@@ -229,39 +229,6 @@ pub struct SweepArgs {
     pub fresh: bool,
 }
 
-/// Engines.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BackendChoice {
-    /// llama.cpp through llama-cpp-2.
-    #[value(name = "llama.cpp", alias = "llamacpp")]
-    LlamaCpp,
-    /// candle.
-    Candle,
-}
-
-/// Dtypes of dense weights on candle.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DtypeChoice {
-    /// 32-bit float.
-    F32,
-    /// bfloat16.
-    Bf16,
-    /// IEEE half.
-    F16,
-}
-
-/// Perplexity semantics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Mode {
-    /// lm-evaluation-harness loglikelihood_rolling (bits per byte, word/byte/token perplexity).
-    Harness,
-    /// llama-perplexity chunks (PPL ± stderr).
-    #[value(name = "llama.cpp", alias = "llamacpp")]
-    LlamaCpp,
-    /// Both, one run each.
-    Both,
-}
-
 /// Arguments of `ppl`.
 #[derive(Debug, Args, Clone)]
 pub struct PplArgs {
@@ -274,9 +241,10 @@ pub struct PplArgs {
     /// Measure only the first N bytes of the corpus (whole lines; the run records the slice).
     #[arg(long, value_name = "N")]
     pub corpus_bytes: Option<usize>,
-    /// Perplexity semantics.
-    #[arg(long, value_enum, default_value = "harness")]
-    pub mode: Mode,
+    /// Perplexity semantics: harness (lm-eval's loglikelihood_rolling: bits per byte, word,
+    /// byte and token perplexity), llama.cpp (llama-perplexity chunks, PPL ± stderr), both.
+    #[arg(long, default_value = "harness", value_parser = names(jobs::Modes::NAMES, jobs::Modes::parse))]
+    pub mode: jobs::Modes,
     /// Harness mode: tokens per window (default: min(model context, 2048)).
     #[arg(long)]
     pub max_length: Option<usize>,
@@ -523,21 +491,6 @@ pub struct EvalArgs {
     pub lm_eval_json: Option<PathBuf>,
 }
 
-/// Output formats of `bench`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BenchFormat {
-    /// Speed (mean ± σ, min … max), time to first token, KV and peak memory, roofline.
-    Table,
-    /// llama-bench's markdown table.
-    Md,
-    /// llama-bench's fields (and lmdensity's), comma-separated.
-    Csv,
-    /// A JSON array of llama-bench-style records.
-    Json,
-    /// One JSON record per line.
-    Jsonl,
-}
-
 /// Arguments of `bench`. Size flags take comma lists (`-p 128,512`); every combination runs.
 #[derive(Debug, Args, Clone)]
 pub struct BenchArgs {
@@ -549,8 +502,8 @@ pub struct BenchArgs {
     pub model_path: Option<PathBuf>,
     /// Engine: llama.cpp (default) or candle (its quantized kernels on the same GGUF;
     /// sequences decoded one after another).
-    #[arg(long, value_enum)]
-    pub backend: Option<BackendChoice>,
+    #[arg(long, value_parser = names(jobs::EngineChoice::NAMES, jobs::EngineChoice::parse))]
+    pub backend: Option<jobs::EngineChoice>,
     /// tokenizer.json for candle (only its vocabulary size matters here).
     #[arg(long)]
     pub tokenizer: Option<PathBuf>,
@@ -599,9 +552,11 @@ pub struct BenchArgs {
     /// Untimed warm-up runs per test (a full prompt and one generated token each).
     #[arg(long, default_value_t = 1)]
     pub warmup: usize,
-    /// Output format (printed to stdout; every record also goes to the results store).
-    #[arg(long, short, value_enum, default_value = "table")]
-    pub output: BenchFormat,
+    /// Output format, printed to stdout (every record also goes to the results store): table
+    /// (mean ± σ, min … max, TTFT, memory, roofline), md (llama-bench's markdown), csv
+    /// (llama-bench's fields and lmdensity's), json (an array), jsonl (a record per line).
+    #[arg(long, short, default_value = "table", value_parser = names(lmdensity_bench::Format::NAMES, lmdensity_bench::Format::parse))]
+    pub output: lmdensity_bench::Format,
     /// Skip the memory-bandwidth measurement (no decode efficiency).
     #[arg(long)]
     pub no_roofline: bool,

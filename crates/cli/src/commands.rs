@@ -12,7 +12,7 @@ use lmdensity_tasks::score::GroupScore;
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
-use crate::cli::{Cli, Command, Mode, ModelArgs, PplArgs, ReportArgs};
+use crate::cli::{Cli, Command, ModelArgs, PplArgs, ReportArgs};
 
 /// Parses arguments and runs the command.
 pub fn run() -> Result<ExitCode> {
@@ -44,10 +44,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Bench(args) => {
             let records = args.job()?.run(&ws)?;
-            print!(
-                "{}",
-                lmdensity_bench::render(&records, args.output.format())
-            );
+            print!("{}", lmdensity_bench::render(&records, args.output));
         }
         Command::Fit(args) => {
             let done = args.job().run(&ws)?;
@@ -122,7 +119,7 @@ pub fn main_job(model: &ModelArgs, corpus: &str, resume: bool) -> PplArgs {
         model: model.clone(),
         corpus: corpus.into(),
         corpus_bytes: None,
-        mode: Mode::Both,
+        mode: lmdensity_jobs::Modes::Both,
         max_length: None,
         n_ctx: lmdensity_jobs::PerplexityJob::DEFAULT_N_CTX,
         resume,

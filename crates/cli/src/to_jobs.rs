@@ -6,9 +6,8 @@ use lmdensity_jobs as jobs;
 use lmdensity_jobs::{JobError, ModelSpec, Result};
 
 use crate::cli::{
-    BackendChoice, BenchArgs, BenchFormat, ConvertArgs, DensityArgs, DtypeChoice, EvalArgs,
-    FitArgs, FitSettings, FitTarget, KldArgs, Mode, ModelArgs, PplArgs, QuantizeArgs,
-    ReferenceArgs, SweepArgs, TrendArgs,
+    BenchArgs, ConvertArgs, DensityArgs, EvalArgs, FitArgs, FitSettings, FitTarget, KldArgs,
+    ModelArgs, PplArgs, QuantizeArgs, ReferenceArgs, SweepArgs, TrendArgs,
 };
 
 impl ModelArgs {
@@ -17,25 +16,14 @@ impl ModelArgs {
         ModelSpec {
             model: self.model.clone(),
             model_path: self.model_path.clone(),
-            engine: self.backend.map(engine),
-            dtype: match self.dtype {
-                DtypeChoice::F32 => jobs::Dtype::F32,
-                DtypeChoice::Bf16 => jobs::Dtype::Bf16,
-                DtypeChoice::F16 => jobs::Dtype::F16,
-            },
+            engine: self.backend,
+            dtype: self.dtype,
             tokenizer: self.tokenizer.clone(),
             threads: self.threads,
             batch_size: self.batch_size,
             gpu_layers: self.gpu_layers,
             no_mmap: self.no_mmap,
         }
-    }
-}
-
-fn engine(choice: BackendChoice) -> jobs::EngineChoice {
-    match choice {
-        BackendChoice::LlamaCpp => jobs::EngineChoice::LlamaCpp,
-        BackendChoice::Candle => jobs::EngineChoice::Candle,
     }
 }
 
@@ -56,11 +44,7 @@ impl PplArgs {
             model: self.model.spec(),
             corpus: self.corpus.clone(),
             corpus_bytes: self.corpus_bytes,
-            modes: match self.mode {
-                Mode::Harness => jobs::Modes::Harness,
-                Mode::LlamaCpp => jobs::Modes::LlamaCpp,
-                Mode::Both => jobs::Modes::Both,
-            },
+            modes: self.mode,
             max_length: self.max_length,
             n_ctx: self.n_ctx,
             resume: self.resume,
@@ -113,7 +97,7 @@ impl BenchArgs {
             model: ModelSpec {
                 model: self.model.clone(),
                 model_path: self.model_path.clone(),
-                engine: self.backend.map(engine),
+                engine: self.backend,
                 tokenizer: self.tokenizer.clone(),
                 gpu_layers: self.gpu_layers,
                 no_mmap: self.no_mmap,
@@ -126,19 +110,6 @@ impl BenchArgs {
             roofline: !self.no_roofline,
             memory_budget,
         })
-    }
-}
-
-impl BenchFormat {
-    /// The bench crate's output format.
-    pub fn format(self) -> lmdensity_bench::Format {
-        match self {
-            BenchFormat::Table => lmdensity_bench::Format::Table,
-            BenchFormat::Md => lmdensity_bench::Format::Markdown,
-            BenchFormat::Csv => lmdensity_bench::Format::Csv,
-            BenchFormat::Json => lmdensity_bench::Format::Json,
-            BenchFormat::Jsonl => lmdensity_bench::Format::Jsonl,
-        }
     }
 }
 

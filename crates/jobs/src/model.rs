@@ -28,6 +28,20 @@ pub enum EngineChoice {
     Candle,
 }
 
+impl EngineChoice {
+    /// The names `--backend` accepts.
+    pub const NAMES: &'static [&'static str] = &["llama.cpp", "llamacpp", "candle"];
+
+    /// The engine named `name` (`llama.cpp` or its alias `llamacpp`, `candle`).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "llama.cpp" | "llamacpp" => Some(EngineChoice::LlamaCpp),
+            "candle" => Some(EngineChoice::Candle),
+            _ => None,
+        }
+    }
+}
+
 /// Dtypes candle holds an HF directory's matrices in (activations stay f32).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Dtype {
@@ -38,6 +52,21 @@ pub enum Dtype {
     Bf16,
     /// IEEE half.
     F16,
+}
+
+impl Dtype {
+    /// The names `--dtype` accepts.
+    pub const NAMES: &'static [&'static str] = &["f32", "bf16", "f16"];
+
+    /// The dtype named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "f32" => Some(Dtype::F32),
+            "bf16" => Some(Dtype::Bf16),
+            "f16" => Some(Dtype::F16),
+            _ => None,
+        }
+    }
 }
 
 /// Which model to load, and how.

@@ -26,6 +26,22 @@ pub enum Modes {
     Both,
 }
 
+impl Modes {
+    /// The names `--mode` accepts: harness (lm-eval's loglikelihood_rolling: bits per byte,
+    /// word/byte/token perplexity), llama.cpp (llama-perplexity chunks: PPL ± stderr), both.
+    pub const NAMES: &'static [&'static str] = &["harness", "llama.cpp", "llamacpp", "both"];
+
+    /// The modes named `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "harness" => Some(Modes::Harness),
+            "llama.cpp" | "llamacpp" => Some(Modes::LlamaCpp),
+            "both" => Some(Modes::Both),
+            _ => None,
+        }
+    }
+}
+
 /// KL divergence against a base run (llama-perplexity's `--kl-divergence-base` and
 /// `--kl-divergence`).
 #[derive(Debug, Clone, PartialEq)]
