@@ -5,25 +5,55 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::densing::{estimate_density, DensityEstimate, ReferenceFamilyLaw};
+use crate::densing::{estimate_density, DensityEstimate, LogisticLogSizeLaw, ReferenceFamilyLaw};
 use crate::fit::{fit, FitOptions, FitReport, Point};
+use crate::obsscaling::{FamilyName, LeaderboardModel, LeaderboardScore};
 use crate::reference::{parse_pythia_csv, pythia_family_scores, OpenModel, PYTHIA_ZERO_SHOT_CSV};
 use crate::LawError;
 
 /// Tokens every final Pythia checkpoint saw (143,000 steps × 2,097,152 tokens).
 pub const PYTHIA_TOKENS: f64 = 299_892_736_000.0;
 
-/// A reference family fitted as score(N, D).
+/// Which law a reference family is fitted with, and so how a score is inverted to N̂.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReferenceForm {
+    /// [`ReferenceFamilyLaw`], score(N, D) over many checkpoints, read at D₀.
+    #[default]
+    SizeAndData,
+    /// [`LogisticLogSizeLaw`], score(N) of one recipe (final checkpoints only), with the
+    /// score's chance level as its floor; N̂ is read on the family's own token budget.
+    LogisticLogSize {
+        /// Chance-level score.
+        floor: f64,
+    },
+}
+
+/// The protocol of Pythia's published evaluations and of `lmdensity eval` (issue #6's route).
+pub const ZERO_SHOT_PROTOCOL: &str = "lm-eval 0-shot acc (ARC-e, ARC-c, PIQA, WinoGrande)";
+
+/// The protocol of the ObsScaling table.
+pub const LEADERBOARD_PROTOCOL: &str =
+    "Open LLM Leaderboard v1 (ARC-c 25-shot acc_norm, HellaSwag 10-shot acc_norm, WinoGrande 5-shot acc, MMLU 5-shot acc)";
+
+/// A reference family fitted as score(N, D), or score(N) for a single-budget family.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ReferenceFamily {
     /// Family name, e.g. `pythia`.
     pub name: String,
-    /// Tasks whose mean zero-shot accuracy is the score.
+    /// Tasks whose mean score is the score.
     pub tasks: Vec<String>,
-    /// Token budget D₀ at which N̂ is read off.
+    /// Token budget D₀ at which N̂ is read off (for [`ReferenceForm::LogisticLogSize`]: the
+    /// median budget of the family's models, for information; N̂ follows the family's recipe).
     pub d0: f64,
-    /// The fit of [`ReferenceFamilyLaw`] to the family's checkpoints.
+    /// The fit of the law to the family's models.
     pub fit: FitReport,
+    /// The law (absent in analyses saved before it existed: score(N, D)).
+    #[serde(default)]
+    pub form: ReferenceForm,
+    /// The evaluation protocol of the scores (absent in older analyses: 0-shot lm-eval).
+    #[serde(default)]
+    pub protocol: String,
 }
 
 impl ReferenceFamily {
@@ -53,6 +83,59 @@ impl ReferenceFamily {
             tasks: tasks.iter().map(|t| t.to_string()).collect(),
             d0,
             fit: fit(&ReferenceFamilyLaw, &points, options)?,
+            form: ReferenceForm::SizeAndData,
+            protocol: ZERO_SHOT_PROTOCOL.into(),
+        })
+    }
+
+    /// Fits a one-recipe family of the ObsScaling table on the leaderboard protocol: its
+    /// rows' mean `score` against parameters, by [`LogisticLogSizeLaw`] with the score's chance
+    /// level as the floor. Every row of the family must have the score and a parameter count.
+    pub fn leaderboard(
+        family: FamilyName,
+        score: LeaderboardScore,
+        rows: &[LeaderboardModel],
+        options: &FitOptions,
+    ) -> Result<Self, LawError> {
+        let members: Vec<&LeaderboardModel> = rows
+            .iter()
+            .filter(|m| m.family == family.column_value())
+            .collect();
+        let mut points = Vec::with_capacity(members.len());
+        for m in &members {
+            let value = m.score(score).map_err(|missing| {
+                LawError::BadInput(format!(
+                    "reference {}: {} has no {} score",
+                    family.name(),
+                    m.name,
+                    missing
+                        .iter()
+                        .map(|t| t.column())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+            })?;
+            let params = m.params.ok_or_else(|| {
+                LawError::BadInput(format!(
+                    "reference {}: {} has no parameter count",
+                    family.name(),
+                    m.name
+                ))
+            })?;
+            points.push(Point::new(&m.name, vec![params], value));
+        }
+        let mut budgets: Vec<f64> = members.iter().filter_map(|m| m.tokens).collect();
+        budgets.sort_by(f64::total_cmp);
+        let law = LogisticLogSizeLaw {
+            floor: score.chance(),
+        };
+        Ok(ReferenceFamily {
+            name: family.name().into(),
+            tasks: score.tasks().iter().map(|t| t.name().to_string()).collect(),
+            d0: budgets.get(budgets.len() / 2).copied().unwrap_or(f64::NAN),
+            fit: fit(&law, &points, options)?,
+            form: law.form(),
+            protocol: LEADERBOARD_PROTOCOL.into(),
         })
     }
 
@@ -67,15 +150,14 @@ impl ReferenceFamily {
         confidence: f64,
     ) -> Result<DensityEstimate, LawError> {
         let d0 = self.d0;
+        let invert = |theta: &[f64], s: f64| match self.form {
+            ReferenceForm::SizeAndData => ReferenceFamilyLaw::effective_params(theta, s, d0),
+            ReferenceForm::LogisticLogSize { floor } => {
+                LogisticLogSizeLaw { floor }.effective_params(theta, s)
+            }
+        };
         estimate_density(
-            label,
-            &self.fit,
-            &|theta, s| ReferenceFamilyLaw::effective_params(theta, s, d0),
-            score,
-            stderr,
-            params,
-            seed,
-            confidence,
+            label, &self.fit, &invert, score, stderr, params, seed, confidence,
         )
     }
 

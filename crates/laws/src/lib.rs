@@ -13,6 +13,8 @@ pub mod effective;
 pub mod fit;
 pub mod gadre;
 pub mod loss_curve;
+pub mod obsscaling;
+pub mod placement;
 pub mod reference;
 pub mod reproduction;
 pub mod robust;

@@ -1,11 +1,13 @@
 //! The density trend of the Densing Law: `ln ρ_max(t) = A·t + B` over release dates, with the
 //! doubling time ln 2 / A. Fitted twice: on the per-date envelope (the densest model of each
-//! release date, as the paper fits the maximum density) and on every model (plain OLS).
+//! release date, as the paper fits the maximum density) and on every model (plain OLS); on every
+//! model robustly (Theil–Sen); and on every model before and after ChatGPT's release
+//! (2022-11-30), the paper's split.
 
 use chrono::NaiveDate;
 use serde::{Deserialize, Serialize};
 
-use crate::fit::{fit, Bound, FitOptions, FitReport, Law, Parameter, Point};
+use crate::fit::{fit, percentile, resample, Bound, FitOptions, FitReport, Law, Parameter, Point};
 use crate::LawError;
 
 /// Day zero of the time axis: t = days since 2023-01-01.
@@ -13,27 +15,66 @@ pub fn epoch() -> NaiveDate {
     NaiveDate::from_ymd_opt(2023, 1, 1).unwrap_or_default()
 }
 
-/// A release date as registries and tables write it: `YYYY-MM-DD`, or `YYYY-MM` (read as the
-/// first of the month). A year alone, or anything else, is refused with the reason, so the
-/// caller can report the row instead of guessing a date.
-pub fn parse_release_date(text: &str) -> Result<NaiveDate, String> {
-    let text = text.trim();
-    if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        return Ok(day);
-    }
-    if let Ok(day) = NaiveDate::parse_from_str(&format!("{text}-01"), "%Y-%m-%d") {
-        if text.len() == 7 {
-            return Ok(day);
+/// How precisely a release date is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatePrecision {
+    /// The day is known (`YYYY-MM-DD`).
+    Day,
+    /// Only the month is known (`YYYY-MM`): placed on the 15th, at most ±16 days off.
+    Month,
+}
+
+/// A release date and how precisely it is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReleaseDate {
+    /// The day the trend places the model on.
+    pub day: NaiveDate,
+    /// Whether that day was given or is the middle of the given month.
+    pub precision: DatePrecision,
+}
+
+impl ReleaseDate {
+    /// Parses `YYYY-MM-DD` (precision day) or `YYYY-MM` (placed mid-month, on the 15th:
+    /// the expected position of a day drawn uniformly from the month, so month-only dates add
+    /// no bias to the time axis). A year alone is refused: ±6 months is too coarse for a trend
+    /// whose doubling time is months. Anything else is refused with the reason, so the caller
+    /// can report the row instead of guessing a date.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Ok(day) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+            return Ok(ReleaseDate {
+                day,
+                precision: DatePrecision::Day,
+            });
         }
+        if text.len() == 7 {
+            if let Ok(day) = NaiveDate::parse_from_str(&format!("{text}-15"), "%Y-%m-%d") {
+                return Ok(ReleaseDate {
+                    day,
+                    precision: DatePrecision::Month,
+                });
+            }
+        }
+        if text.is_empty() {
+            return Err("no release date".into());
+        }
+        if text.len() == 4 && text.chars().all(|c| c.is_ascii_digit()) {
+            return Err(format!(
+                "release date {text:?} gives only the year; write YYYY-MM or YYYY-MM-DD"
+            ));
+        }
+        Err(format!(
+            "release date {text:?} is not YYYY-MM-DD or YYYY-MM"
+        ))
     }
-    if text.len() == 4 && text.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!(
-            "release date {text:?} gives only the year; write YYYY-MM or YYYY-MM-DD"
-        ));
-    }
-    Err(format!(
-        "release date {text:?} is not YYYY-MM-DD or YYYY-MM"
-    ))
+}
+
+/// A release date as registries and tables write it: `YYYY-MM-DD`, or `YYYY-MM` (placed on
+/// the 15th, see [`ReleaseDate::parse`]). A year alone, or anything else, is refused with the
+/// reason, so the caller can report the row instead of guessing a date.
+pub fn parse_release_date(text: &str) -> Result<NaiveDate, String> {
+    ReleaseDate::parse(text).map(|d| d.day)
 }
 
 /// `ln ρ = A·t + B`, t in days since [`epoch`]; parameters (A, B).
@@ -91,38 +132,141 @@ pub struct TrendFit {
     pub fit: FitReport,
 }
 
-/// The trend on the per-date envelope and on all models.
+/// A robust trend: the Theil–Sen slope (median of the slopes between every pair of models
+/// released on different days), intercept median(ln ρ − A·t), with a bootstrap interval
+/// (models resampled with replacement, the estimator recomputed on each resample).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RobustTrend {
+    /// Estimator name (`theil-sen`).
+    pub method: String,
+    /// Models fitted.
+    pub n_points: usize,
+    /// Slope A of ln ρ per day.
+    pub slope_per_day: f64,
+    /// Bootstrap percentile interval of A.
+    pub slope_ci: Option<(f64, f64)>,
+    /// Intercept B (ln ρ at t = 0).
+    pub intercept: f64,
+    /// Doubling time ln 2 / A in days.
+    pub doubling_days: f64,
+    /// Interval of the doubling time from A's interval (when it excludes zero).
+    pub doubling_days_ci: Option<(f64, f64)>,
+    /// Resamples that gave a slope (of those drawn).
+    pub resamples_used: usize,
+}
+
+/// The all-models fit on each side of a cutoff date.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SplitTrend {
+    /// Models released on or before this day are "before".
+    pub cutoff: NaiveDate,
+    /// Fit on the models released up to the cutoff, or why there is none.
+    pub before: Result<TrendFit, String>,
+    /// Fit on the models released after the cutoff, or why there is none.
+    pub after: Result<TrendFit, String>,
+}
+
+/// The cutoff of the Densing Law's split: ChatGPT's release, 2022-11-30.
+pub fn chatgpt_release() -> NaiveDate {
+    NaiveDate::from_ymd_opt(2022, 11, 30).unwrap_or_default()
+}
+
+/// The trend on the per-date envelope and on all models (least squares), robustly on all
+/// models, and on all models before and after [`chatgpt_release`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrendReport {
     /// Fit on the densest model of each release date.
     pub envelope: TrendFit,
     /// Fit on every model.
     pub all_models: TrendFit,
+    /// Theil–Sen on every model (absent in analyses saved before it existed).
+    #[serde(default)]
+    pub robust: Option<RobustTrend>,
+    /// All-models fits before and after ChatGPT's release (absent in older analyses).
+    #[serde(default)]
+    pub split: Option<SplitTrend>,
+}
+
+/// The doubling-time interval ln 2 / A from an interval of A, when it excludes zero.
+fn doubling_interval(ci: Option<(f64, f64)>) -> Option<(f64, f64)> {
+    match ci {
+        Some((lo, hi)) if lo > 0.0 || hi < 0.0 => {
+            let (x, y) = (std::f64::consts::LN_2 / hi, std::f64::consts::LN_2 / lo);
+            Some((x.min(y), x.max(y)))
+        }
+        _ => None,
+    }
 }
 
 fn trend_fit(points: &[Point], options: &FitOptions) -> Result<TrendFit, LawError> {
     let fit = fit(&DensityTrendLaw, points, options)?;
     let a = &fit.parameters[0];
-    let doubling_days_ci = match (a.ci_low, a.ci_high) {
-        (Some(lo), Some(hi)) if lo > 0.0 || hi < 0.0 => {
-            let (x, y) = (std::f64::consts::LN_2 / hi, std::f64::consts::LN_2 / lo);
-            Some((x.min(y), x.max(y)))
-        }
-        _ => None,
-    };
     Ok(TrendFit {
         slope_per_day: a.value,
         doubling_days: std::f64::consts::LN_2 / a.value,
-        doubling_days_ci,
+        doubling_days_ci: doubling_interval(a.ci_low.zip(a.ci_high)),
         fit,
     })
 }
 
-/// Fits the density trend. Needs at least two release dates; models with ρ ≤ 0 are refused.
-pub fn density_trend(
+/// Theil–Sen slope and intercept of `(t, y)` pairs; `None` when no two share no t.
+fn theil_sen(points: &[(f64, f64)]) -> Option<(f64, f64)> {
+    let mut slopes = Vec::with_capacity(points.len() * points.len() / 2);
+    for (i, &(t1, y1)) in points.iter().enumerate() {
+        for &(t2, y2) in &points[i + 1..] {
+            if t1 != t2 {
+                slopes.push((y2 - y1) / (t2 - t1));
+            }
+        }
+    }
+    let slope = percentile(&slopes, 0.5)?;
+    let offsets: Vec<f64> = points.iter().map(|&(t, y)| y - slope * t).collect();
+    Some((slope, percentile(&offsets, 0.5)?))
+}
+
+/// [`RobustTrend`] of `points` (x = [t], y = ln ρ) with `options.bootstrap` resamples.
+pub fn robust_trend(points: &[Point], options: &FitOptions) -> Result<RobustTrend, LawError> {
+    let pairs: Vec<(f64, f64)> = points.iter().map(|p| (p.x[0], p.y)).collect();
+    let (slope, intercept) = theil_sen(&pairs).ok_or_else(|| LawError::NoSpread {
+        law: "theil-sen".into(),
+        input: "release date".into(),
+    })?;
+    let samples: Vec<f64> = (0..options.bootstrap as u64)
+        .filter_map(|b| theil_sen(&resample(&pairs, options.seed, b)).map(|(s, _)| s))
+        .collect();
+    let alpha = (1.0 - options.confidence) / 2.0;
+    let slope_ci = percentile(&samples, alpha).zip(percentile(&samples, 1.0 - alpha));
+    Ok(RobustTrend {
+        method: "theil-sen".into(),
+        n_points: points.len(),
+        slope_per_day: slope,
+        slope_ci,
+        intercept,
+        doubling_days: std::f64::consts::LN_2 / slope,
+        doubling_days_ci: doubling_interval(slope_ci),
+        resamples_used: samples.len(),
+    })
+}
+
+fn point(m: &DatedDensity) -> Point {
+    Point::new(
+        &m.label,
+        vec![(m.released - epoch()).num_days() as f64],
+        m.density.ln(),
+    )
+}
+
+/// The all-models least-squares and Theil–Sen fits only (for sensitivity tables).
+pub fn all_models_trend(
     models: &[DatedDensity],
     options: &FitOptions,
-) -> Result<TrendReport, LawError> {
+) -> Result<(TrendFit, RobustTrend), LawError> {
+    check_positive(models)?;
+    let all: Vec<Point> = models.iter().map(point).collect();
+    Ok((trend_fit(&all, options)?, robust_trend(&all, options)?))
+}
+
+fn check_positive(models: &[DatedDensity]) -> Result<(), LawError> {
     for m in models {
         if m.density.is_nan() || m.density <= 0.0 || !m.density.is_finite() {
             return Err(LawError::BadInput(format!(
@@ -131,13 +275,15 @@ pub fn density_trend(
             )));
         }
     }
-    let point = |m: &DatedDensity| {
-        Point::new(
-            &m.label,
-            vec![(m.released - epoch()).num_days() as f64],
-            m.density.ln(),
-        )
-    };
+    Ok(())
+}
+
+/// Fits the density trend. Needs at least two release dates; models with ρ ≤ 0 are refused.
+pub fn density_trend(
+    models: &[DatedDensity],
+    options: &FitOptions,
+) -> Result<TrendReport, LawError> {
+    check_positive(models)?;
     let all: Vec<Point> = models.iter().map(point).collect();
     let mut envelope: Vec<&DatedDensity> = Vec::new();
     for m in models {
@@ -149,9 +295,21 @@ pub fn density_trend(
     }
     envelope.sort_by_key(|m| m.released);
     let envelope: Vec<Point> = envelope.into_iter().map(point).collect();
+    let cutoff = (chatgpt_release() - epoch()).num_days() as f64;
+    let side = |keep: &dyn Fn(f64) -> bool| {
+        let points: Vec<Point> = all.iter().filter(|p| keep(p.x[0])).cloned().collect();
+        trend_fit(&points, options).map_err(|e| format!("{} model(s): {e}", points.len()))
+    };
+    let split = SplitTrend {
+        cutoff: chatgpt_release(),
+        before: side(&|t| t <= cutoff),
+        after: side(&|t| t > cutoff),
+    };
     Ok(TrendReport {
         envelope: trend_fit(&envelope, options)?,
+        robust: Some(robust_trend(&all, options)?),
         all_models: trend_fit(&all, options)?,
+        split: Some(split),
     })
 }
 
@@ -163,7 +321,16 @@ mod tests {
     fn release_dates_parse_whole_and_month_dates_and_refuse_a_bare_year() {
         let day = |y, m, d| NaiveDate::from_ymd_opt(y, m, d).expect("date");
         assert_eq!(parse_release_date("2024-11-26"), Ok(day(2024, 11, 26)));
-        assert_eq!(parse_release_date("2024-11"), Ok(day(2024, 11, 1)));
+        assert_eq!(parse_release_date("2024-11"), Ok(day(2024, 11, 15)));
+        assert_eq!(
+            ReleaseDate::parse("2024-11").map(|d| d.precision),
+            Ok(DatePrecision::Month)
+        );
+        assert_eq!(
+            ReleaseDate::parse("2024-11-26").map(|d| d.precision),
+            Ok(DatePrecision::Day)
+        );
+        assert!(ReleaseDate::parse("2024-13").is_err());
         let year = parse_release_date("2024").expect_err("a year alone");
         assert!(year.contains("only the year"), "{year}");
         assert!(parse_release_date("2024-1").is_err());
