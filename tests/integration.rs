@@ -12,6 +12,7 @@ mod cli;
 mod compare;
 mod corpora;
 mod curated;
+mod density_trend;
 mod errors;
 mod hub;
 mod laws;

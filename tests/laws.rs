@@ -90,7 +90,15 @@ fn density_of_given_scores_has_an_interval_and_registry_models_need_task_results
 #[test]
 fn trend_reports_a_doubling_time_and_lists_what_it_left_out() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = lmdensity(dir.path(), &["trend", "--bootstrap", "100", "--quiet"]);
+    let args = [
+        "trend",
+        "--protocol",
+        "zero-shot",
+        "--bootstrap",
+        "100",
+        "--quiet",
+    ];
+    let out = lmdensity(dir.path(), &args);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("all models (OLS)"), "{text}");

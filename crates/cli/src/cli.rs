@@ -440,6 +440,15 @@ pub struct ReferenceArgs {
     /// Leave out estimates of N̂ beyond this multiple of the largest Pythia (12B).
     #[arg(long, default_value_t = jobs::ReferenceSpec::default().max_extrapolation)]
     pub max_extrapolation: f64,
+    /// leaderboard: ObsScaling's 148 models, one protocol (trend's default); zero-shot: Pythia's 0-shot route (density's default).
+    #[arg(long, value_parser = names(jobs::analysis::Protocol::NAMES, jobs::analysis::Protocol::parse))]
+    pub protocol: Option<jobs::analysis::Protocol>,
+    /// Reference family on the leaderboard protocol (a one-recipe family of the same table).
+    #[arg(long = "reference", default_value = "pythia", value_parser = names(jobs::analysis::FamilyName::NAMES, jobs::analysis::FamilyName::parse))]
+    pub family: jobs::analysis::FamilyName,
+    /// Reference score on the leaderboard protocol (arc-hs-wg: mean of ARC-c, HellaSwag, WinoGrande).
+    #[arg(long, default_value = "arc-hs-wg", value_parser = names(jobs::analysis::LeaderboardScore::NAMES, jobs::analysis::LeaderboardScore::parse))]
+    pub reference_score: jobs::analysis::LeaderboardScore,
 }
 
 /// Arguments of `trend`.

@@ -60,9 +60,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Trend(args) => {
             let done = args.job().run(&ws)?;
             let confidence = args.settings.confidence;
-            print_analysis(args.settings.json, &done, |o| {
-                text::trend_text(&o.family, &o.used, &o.trend, &o.excluded, confidence)
-            })?;
+            print_analysis(args.settings.json, &done, |o| o.text(confidence))?;
         }
         Command::Compare { run_a, run_b, json } => {
             let (a, b, c) = report::compare_runs(&ws, run_a, run_b)?;

@@ -231,6 +231,9 @@ impl ReferenceArgs {
             d0: self.d0,
             min_tokens: self.min_tokens,
             max_extrapolation: self.max_extrapolation,
+            protocol: self.protocol,
+            family: self.family,
+            score: self.reference_score,
         }
     }
 }

@@ -17,6 +17,8 @@ use lmdensity_laws::fit::{fit, fit_with, FitOptions, FitReport, Law, Point};
 use lmdensity_laws::gadre::{ErrorLaw, OverTrainingLaw};
 use lmdensity_laws::loss_curve::protocol::{CurvePrediction, LossCurveReproduction};
 use lmdensity_laws::loss_curve::CurveLawName;
+pub use lmdensity_laws::obsscaling::{FamilyName, LeaderboardScore};
+use lmdensity_laws::placement::{PlacedRow, SensitivityRow};
 use lmdensity_laws::reference::{
     load_gadre_runs, parse_open_models, shipped_gadre_runs, OpenModel, COMMONSENSE_TASKS,
     OPEN_MODELS_CSV, SHIPPED_GADRE_DATA,
@@ -31,6 +33,8 @@ use crate::error::{Context, Result};
 use crate::workspace::Workspace;
 use crate::{bail, JobError};
 use lmdensity_laws::loss_curve::protocol::CurveQuestion;
+
+mod leaderboard;
 use lmdensity_laws::loss_curve::FitMethod;
 
 /// Settings shared by every fit.
@@ -524,10 +528,44 @@ fn read_points(file: &Path, x: &[String], y: &str, label: Option<&str>) -> Resul
     Ok(points)
 }
 
+/// The evaluation protocol the reference and the placed models share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Open LLM Leaderboard v1 on the ObsScaling table (148 models, one protocol); the
+    /// reference is a one-recipe family of the same table.
+    Leaderboard,
+    /// lm-eval 0-shot accuracy (ARC-e, ARC-c, PIQA, WinoGrande): Pythia's published
+    /// checkpoints, the open-models table's 0-shot rows, and `lmdensity eval`'s results.
+    ZeroShot,
+}
+
+impl Protocol {
+    /// The names [`Protocol::parse`] accepts.
+    pub const NAMES: &'static [&'static str] = &["leaderboard", "zero-shot"];
+
+    /// The protocol named `name` (one of [`Protocol::NAMES`]).
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "leaderboard" => Some(Protocol::Leaderboard),
+            "zero-shot" => Some(Protocol::ZeroShot),
+            _ => None,
+        }
+    }
+}
+
 /// How the reference family is fitted and read, and which open-models table is placed on it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ReferenceSpec {
-    /// Open-models table (default: the one shipped with lmdensity).
+    /// The protocol (default: `leaderboard` for the trend, `zero-shot` for densities, which
+    /// places models measured by `lmdensity eval`).
+    pub protocol: Option<Protocol>,
+    /// Reference family on the leaderboard protocol (the zero-shot route is Pythia's).
+    pub family: FamilyName,
+    /// Score definition on the leaderboard protocol.
+    pub score: LeaderboardScore,
+    /// Open-models table (default: the one shipped with lmdensity); on the leaderboard
+    /// protocol a directory with `base_llm_benchmark_eval.csv` and `release_dates.csv` (and
+    /// optionally `corrections.csv`, `row_flags.csv`; default: the shipped ObsScaling copy).
     pub table: Option<PathBuf>,
     /// Token budget D₀ at which N̂ is read off (default: Pythia's own).
     pub d0: Option<f64>,
@@ -538,9 +576,13 @@ pub struct ReferenceSpec {
 }
 
 impl Default for ReferenceSpec {
-    /// The shipped table, D₀ = Pythia's budget, checkpoints from 2B tokens, up to 10× Pythia-12B.
+    /// Protocol by job, Pythia, ARC-c + HellaSwag + WinoGrande, the shipped tables, D₀ =
+    /// Pythia's budget, checkpoints from 2B tokens, N̂ within 10× the reference's sizes.
     fn default() -> Self {
         ReferenceSpec {
+            protocol: None,
+            family: FamilyName::Pythia,
+            score: LeaderboardScore::ArcHellaswagWinogrande,
             table: None,
             d0: None,
             min_tokens: 2e9,
@@ -625,6 +667,9 @@ pub struct DensityOutcome {
 impl DensityJob {
     /// Estimates, saves and returns the outcome.
     pub fn run(&self, ws: &Workspace) -> Result<Analysis<DensityOutcome>> {
+        if self.reference.protocol == Some(Protocol::Leaderboard) {
+            return leaderboard::density(self, ws);
+        }
         let options = self.settings.options()?;
         let (seed, confidence) = (self.settings.seed, self.settings.confidence);
         let table = self.reference.table()?;
@@ -756,13 +801,34 @@ pub struct TrendOutcome {
     pub used: Vec<TableEstimate>,
     /// Rows left out, and why.
     pub excluded: Vec<Excluded>,
-    /// Envelope and all-models fits.
+    /// Envelope, all-models, robust and split fits.
     pub trend: TrendReport,
+    /// Leaderboard protocol: every row of the table with its placement (empty on zero-shot).
+    pub rows: Vec<PlacedRow>,
+    /// Leaderboard protocol: the all-models doubling time under each variant.
+    pub sensitivity: Vec<SensitivityRow>,
+}
+
+impl TrendOutcome {
+    /// The outcome as terminal text ([`lmdensity_report::text::trend_text`]).
+    pub fn text(&self, confidence: f64) -> String {
+        lmdensity_report::text::trend_text(
+            &self.family,
+            &self.used,
+            &self.trend,
+            &self.excluded,
+            &self.sensitivity,
+            confidence,
+        )
+    }
 }
 
 impl TrendJob {
     /// Fits, saves and returns the outcome.
     pub fn run(&self, ws: &Workspace) -> Result<Analysis<TrendOutcome>> {
+        if self.reference.protocol.unwrap_or(Protocol::Leaderboard) == Protocol::Leaderboard {
+            return leaderboard::trend(self, ws);
+        }
         let options = self.settings.options()?;
         let table = self.reference.table()?;
         let family = self.reference.family(&options)?;
@@ -809,6 +875,8 @@ impl TrendJob {
                 used,
                 excluded,
                 trend,
+                rows: Vec::new(),
+                sensitivity: Vec::new(),
             },
             json,
             saved,

@@ -305,10 +305,7 @@ fn data_error(origin: &str, detail: impl std::fmt::Display) -> LawError {
 type Record = (usize, BTreeMap<String, String>);
 
 /// Rows of a CSV as maps from header to cell, with their line numbers.
-fn records(
-    (text, origin): (&str, &str),
-    required: &[&str],
-) -> Result<Vec<Record>, LawError> {
+fn records((text, origin): (&str, &str), required: &[&str]) -> Result<Vec<Record>, LawError> {
     let mut reader = csv::Reader::from_reader(text.as_bytes());
     let headers = reader.headers().map_err(|e| data_error(origin, e))?.clone();
     for column in required {

@@ -417,49 +417,132 @@ fn density_trend(data: &Collected) -> Figure {
     let analysis = data.analyses.iter().rev().find(|a| a.kind == "trend");
     let chart = match analysis {
         None => Err("No `trend` analysis in the store: `lmdensity trend` makes one.".into()),
-        Some(a) => trend_chart(&a.result),
+        Some(a) => {
+            let measured = data
+                .analyses
+                .iter()
+                .rev()
+                .find(|d| d.kind == "density" && same_protocol(&d.result, &a.result));
+            trend_chart(&a.result, measured.map(|d| &d.result))
+        }
     };
     Figure {
         id: "density-trend",
         title: "Capacity density over release dates (Densing Law)".into(),
-        caption: "Density ρ = N̂/N per model (N̂ from the Pythia reference family's \
-                  score-to-size fit; whiskers = 95% bootstrap interval) against release date, log \
-                  scale; lines: ln ρ = A·t + B fitted to every model and to the densest model per \
-                  date (envelope), with the doubling time ln 2 / A in the legend; shaded: the \
-                  all-models fit's 95% pointwise bootstrap band."
+        caption: "Density ρ = N̂/N per model (N̂ from the reference family's score-to-size fit) \
+                  against release date, log scale; published rows coloured by family (the \
+                  largest families by name, the rest grey; whiskers = 95% bootstrap interval \
+                  where the rows are few enough to read), models measured by lmdensity (the \
+                  store's latest `density` analysis on the same protocol) in black with their \
+                  names; lines: ln ρ = A·t + B fitted to every model (least squares) and to the \
+                  densest model per date (envelope), with the doubling time ln 2 / A in the \
+                  legend; shaded: each fit's 95% pointwise bootstrap band."
             .into(),
         chart,
     }
 }
 
-fn trend_chart(result: &Value) -> Result<Chart, String> {
+/// Whether two analyses' results were computed on the same protocol (absent = zero-shot).
+fn same_protocol(a: &Value, b: &Value) -> bool {
+    let protocol = |v: &Value| {
+        v.get("protocol")
+            .and_then(Value::as_str)
+            .unwrap_or("zero-shot")
+            .to_string()
+    };
+    protocol(a) == protocol(b)
+}
+
+/// A model entry (`{released, estimate}`) as a marker on the time axis.
+fn trend_marker(m: &Value, with_interval: bool) -> Option<Marker> {
+    let released = m.get("released")?.as_str()?;
+    let day = chrono::NaiveDate::parse_from_str(released, "%Y-%m-%d").ok()?;
+    let est = m.get("estimate")?;
+    let density = est.get("density")?.as_f64()?;
+    let interval = est
+        .get("density_ci")
+        .and_then(|ci| Some((ci.get(0)?.as_f64()?, ci.get(1)?.as_f64()?)))
+        .filter(|_| with_interval);
+    Some(Marker {
+        x: (day - Axis::date_epoch()).num_days() as f64,
+        y: density,
+        interval,
+        label: est.get("label").and_then(Value::as_str).map(str::to_string),
+    })
+}
+
+/// The trend's models as point series: one per large family (colours 2–5), the rest grey;
+/// without families (older analyses), one series.
+fn family_series(models: &[Value]) -> Vec<Series> {
+    let with_interval = models.len() <= 40;
+    let mut groups: BTreeMap<String, Vec<Marker>> = BTreeMap::new();
+    for m in models {
+        let family = m
+            .get("family")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string();
+        if let Some(mut marker) = trend_marker(m, with_interval) {
+            if !family.is_empty() {
+                marker.label = None;
+            }
+            groups.entry(family).or_default().push(marker);
+        }
+    }
+    let mut families: Vec<(String, Vec<Marker>)> = groups.into_iter().collect();
+    families.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
+    let mut series = Vec::new();
+    let mut rest = Vec::new();
+    let mut rest_families = 0;
+    for (i, (family, markers)) in families.into_iter().enumerate() {
+        if family.is_empty() {
+            series.push(Series {
+                name: "models (95% CI)".into(),
+                colour: 2,
+                layer: Layer::Points(markers),
+            });
+        } else if i < 4 {
+            let name = format!("{family} ({})", markers.len());
+            series.push(Series {
+                name,
+                colour: 2 + i,
+                layer: Layer::Points(markers),
+            });
+        } else {
+            rest_families += 1;
+            rest.extend(markers);
+        }
+    }
+    if !rest.is_empty() {
+        let name = format!("{rest_families} other families ({})", rest.len());
+        series.push(Series {
+            name,
+            colour: 7,
+            layer: Layer::Points(rest),
+        });
+    }
+    series
+}
+
+fn band(fit: &FitReport) -> Layer {
+    Layer::Band(
+        fit.band
+            .iter()
+            .flatten()
+            .map(|p| (p.x, p.low.exp(), p.high.exp()))
+            .collect(),
+    )
+}
+
+fn trend_chart(result: &Value, measured: Option<&Value>) -> Result<Chart, String> {
     let trend: TrendReport =
         serde_json::from_value(result.get("trend").cloned().unwrap_or_default())
             .map_err(|e| format!("unreadable trend in the analysis: {e}"))?;
-    let epoch = Axis::date_epoch();
     let models = result
         .get("models")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
-    let markers: Vec<Marker> = models
-        .iter()
-        .filter_map(|m| {
-            let released = m.get("released")?.as_str()?;
-            let day = chrono::NaiveDate::parse_from_str(released, "%Y-%m-%d").ok()?;
-            let est = m.get("estimate")?;
-            let density = est.get("density")?.as_f64()?;
-            let interval = est
-                .get("density_ci")
-                .and_then(|ci| Some((ci.get(0)?.as_f64()?, ci.get(1)?.as_f64()?)));
-            Some(Marker {
-                x: (day - epoch).num_days() as f64,
-                y: density,
-                interval,
-                label: est.get("label").and_then(Value::as_str).map(str::to_string),
-            })
-        })
-        .collect();
     let line = |fit: &FitReport| -> Vec<(f64, f64)> {
         let (a, b) = (
             fit.value("A").unwrap_or(f64::NAN),
@@ -483,6 +566,50 @@ fn trend_chart(result: &Value) -> Result<Chart, String> {
         None if d > 0.0 => format!("doubling {d:.0} d (interval includes no growth)"),
         None => "density not growing".to_string(),
     };
+    let (all, envelope) = (&trend.all_models, &trend.envelope);
+    let mut series = vec![
+        Series {
+            name: String::new(),
+            colour: 1,
+            layer: band(&envelope.fit),
+        },
+        Series {
+            name: "95% bootstrap bands".into(),
+            colour: 0,
+            layer: band(&all.fit),
+        },
+        Series {
+            name: format!(
+                "all {} models: {}",
+                all.fit.n_points,
+                doubling(all.doubling_days, all.doubling_days_ci)
+            ),
+            colour: 0,
+            layer: Layer::Line(line(&all.fit)),
+        },
+        Series {
+            name: format!(
+                "envelope: {}",
+                doubling(envelope.doubling_days, envelope.doubling_days_ci)
+            ),
+            colour: 1,
+            layer: Layer::Dashed(line(&envelope.fit)),
+        },
+    ];
+    series.extend(family_series(&models));
+    let measured: Vec<Marker> = measured
+        .and_then(|d| d.get("estimates")?.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|m| trend_marker(m, true))
+        .collect();
+    if !measured.is_empty() {
+        series.push(Series {
+            name: "measured by lmdensity".into(),
+            colour: 6,
+            layer: Layer::Points(measured),
+        });
+    }
     Ok(Chart::Xy(XyChart {
         title: "Density ρ = N_eff / N by release date".into(),
         x: Axis::date("release date"),
@@ -490,50 +617,8 @@ fn trend_chart(result: &Value) -> Result<Chart, String> {
             label: "density ρ (log scale)".into(),
             ..Axis::log("")
         },
-        series: vec![
-            Series {
-                name: "all models: 95% bootstrap band".into(),
-                colour: 0,
-                layer: Layer::Band(
-                    trend
-                        .all_models
-                        .fit
-                        .band
-                        .iter()
-                        .flatten()
-                        .map(|p| (p.x, p.low.exp(), p.high.exp()))
-                        .collect(),
-                ),
-            },
-            Series {
-                name: format!(
-                    "all models: {}",
-                    doubling(
-                        trend.all_models.doubling_days,
-                        trend.all_models.doubling_days_ci
-                    )
-                ),
-                colour: 0,
-                layer: Layer::Line(line(&trend.all_models.fit)),
-            },
-            Series {
-                name: format!(
-                    "envelope: {}",
-                    doubling(
-                        trend.envelope.doubling_days,
-                        trend.envelope.doubling_days_ci
-                    )
-                ),
-                colour: 2,
-                layer: Layer::Dashed(line(&trend.envelope.fit)),
-            },
-            Series {
-                name: "models (95% CI)".into(),
-                colour: 1,
-                layer: Layer::Points(markers),
-            },
-        ],
-        legend: LegendAt::LowerRight,
+        series,
+        legend: LegendAt::UpperLeft,
     }))
 }
 

@@ -7,11 +7,12 @@ use std::path::Path;
 use lmdensity_core::stats::si_count as si;
 use lmdensity_core::{RunMetrics, StoredRun};
 use lmdensity_laws::densing::DensityEstimate;
-use lmdensity_laws::effective::{Excluded, ReferenceFamily};
+use lmdensity_laws::effective::{Excluded, ReferenceFamily, ReferenceForm};
 use lmdensity_laws::fit::FitReport;
 use lmdensity_laws::gadre::OverTrainingLaw;
+use lmdensity_laws::placement::SensitivityRow;
 use lmdensity_laws::reproduction::GadreReproduction;
-use lmdensity_laws::trend::{TrendFit, TrendReport};
+use lmdensity_laws::trend::{RobustTrend, TrendFit, TrendReport};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -237,6 +238,18 @@ pub fn gadre_text(fits: &GadreReproduction, data: &str) -> String {
 }
 
 fn reference_text(family: &ReferenceFamily) -> String {
+    if let ReferenceForm::LogisticLogSize { floor } = family.form {
+        return format!(
+            "Reference: {} ({} final models, one recipe), {}; score = mean of {} (chance {floor:.4}); N̂ = size a {} model would need for the score (median budget {} tokens)\n{}",
+            family.name,
+            family.fit.n_points,
+            family.protocol,
+            family.tasks.join(", "),
+            family.name,
+            si(family.d0),
+            fit_text(&family.fit)
+        );
+    }
     format!(
         "Reference: Pythia (standard Pile), {} checkpoints, score = mean zero-shot accuracy on {}; N̂ read at D0 = {} tokens\n{}",
         family.fit.n_points,
@@ -343,28 +356,118 @@ fn trend_row(name: &str, fit: &TrendFit) -> TrendRow {
     }
 }
 
-/// The density trend: the dated rows, both fits, and what was left out.
+fn robust_row(fit: &RobustTrend) -> TrendRow {
+    let year = |v: f64| format!("{:.3}", 365.25 * v);
+    TrendRow {
+        fit: "all models, robust (Theil–Sen)".into(),
+        models: fit.n_points,
+        slope: format!(
+            "{} ({})",
+            year(fit.slope_per_day),
+            interval(fit.slope_ci, year)
+        ),
+        doubling: format!("{:.0}", fit.doubling_days),
+        doubling_ci: interval(fit.doubling_days_ci, |v| format!("{v:.0}")),
+        r2: "—".into(),
+    }
+}
+
+/// Every fit of the trend as table rows: envelope, all models, robust, and the split.
+fn trend_rows(trend: &TrendReport) -> Vec<TrendRow> {
+    let mut fits = vec![
+        trend_row("envelope (densest model per release date)", &trend.envelope),
+        trend_row("all models (OLS)", &trend.all_models),
+    ];
+    fits.extend(trend.robust.as_ref().map(robust_row));
+    if let Some(split) = &trend.split {
+        for (side, fit) in [("up to", &split.before), ("after", &split.after)] {
+            let name = format!("all models released {side} {} (OLS)", split.cutoff);
+            match fit {
+                Ok(fit) => fits.push(trend_row(&name, fit)),
+                Err(why) => fits.push(TrendRow {
+                    fit: name,
+                    models: 0,
+                    slope: format!("refused: {why}"),
+                    doubling: "—".into(),
+                    doubling_ci: "—".into(),
+                    r2: "—".into(),
+                }),
+            }
+        }
+    }
+    fits
+}
+
+#[derive(Tabled)]
+struct SensitivityLine {
+    variant: String,
+    #[tabled(rename = "reference")]
+    family: String,
+    score: String,
+    models: usize,
+    #[tabled(rename = "doubling (days, OLS)")]
+    doubling: String,
+    #[tabled(rename = "CI (days)")]
+    doubling_ci: String,
+    #[tabled(rename = "R²")]
+    r2: String,
+    #[tabled(rename = "Theil–Sen (days)")]
+    robust: String,
+}
+
+/// The sensitivity table: the all-models doubling time under each variant.
+pub fn sensitivity_table(rows: &[SensitivityRow]) -> String {
+    let lines: Vec<SensitivityLine> = rows
+        .iter()
+        .map(|r| SensitivityLine {
+            variant: r.variant.name.clone(),
+            family: r.variant.family.name().into(),
+            score: r.variant.score.name().into(),
+            models: r.models,
+            doubling: match (&r.refused, r.doubling_days) {
+                (Some(why), _) => format!("refused: {why}"),
+                (None, Some(d)) => format!("{d:.0}"),
+                (None, None) => "—".into(),
+            },
+            doubling_ci: interval(r.doubling_days_ci, |v| format!("{v:.0}")),
+            r2: r.r2.map_or("—".into(), |v| format!("{v:.3}")),
+            robust: r
+                .robust_doubling_days
+                .map_or("—".into(), |v| format!("{v:.0}")),
+        })
+        .collect();
+    Table::new(lines).with(Style::markdown()).to_string()
+}
+
+/// The density trend: the dated rows, every fit, the sensitivity table (leaderboard protocol)
+/// and what was left out.
 pub fn trend_text(
     family: &ReferenceFamily,
     used: &[lmdensity_laws::effective::TableEstimate],
     trend: &TrendReport,
     excluded: &[Excluded],
+    sensitivity: &[SensitivityRow],
     confidence: f64,
 ) -> String {
     let rows: Vec<DensityRow> = used
         .iter()
         .map(|r| density_row(&r.estimate, r.released))
         .collect();
-    let fits = vec![
-        trend_row("envelope (densest model per release date)", &trend.envelope),
-        trend_row("all models (OLS)", &trend.all_models),
-    ];
+    let sensitivity = match sensitivity.is_empty() {
+        true => String::new(),
+        false => format!(
+            "\nSensitivity: the all-models doubling time with another reference, score, or rows left out ({:.0}% CIs, bootstrap over the models):\n{}\n",
+            100.0 * confidence,
+            sensitivity_table(sensitivity)
+        ),
+    };
     format!(
-        "{}{}\n{}\nln ρ = A·t + B, t = days since 2023-01-01; doubling time = ln 2 / A. {:.0}% CIs: bootstrap over the fitted points. The Densing Law paper reports ≈ 95 days (MMLU-era benchmarks, its own reference models).\n{}",
+        "{}{}\n{}\nln ρ = A·t + B, t = days since 2023-01-01 (YYYY-MM dates placed on the 15th); doubling time = ln 2 / A. {:.0}% CIs: bootstrap over the fitted points (Theil–Sen: recomputed on each resample). The Densing Law paper reports ≈ 95 days (MMLU-era benchmarks, its own reference models).\n{}{}",
         reference_text(family),
         Table::new(rows).with(Style::sharp()),
-        Table::new(fits).with(Style::sharp()),
+        Table::new(trend_rows(trend)).with(Style::sharp()),
         100.0 * confidence,
+        sensitivity,
         excluded_text(excluded)
     )
 }

@@ -193,9 +193,11 @@ pub(super) fn ticked_axis(values: &[f64], axis: &Axis) -> Option<(TickedAxis, f6
                 .into_iter()
                 .find(|m| span_months / f64::from(*m) <= 9.0)
                 .unwrap_or(48);
-            let start = epoch
-                .checked_add_days(Days::new(range.start.max(0.0) as u64))
-                .unwrap_or(epoch);
+            let start = match range.start < 0.0 {
+                true => epoch.checked_sub_days(Days::new((-range.start).ceil() as u64)),
+                false => epoch.checked_add_days(Days::new(range.start as u64)),
+            }
+            .unwrap_or(epoch);
             let mut months = Vec::new();
             let (mut y, mut m) = (start.year_ce().1 as i32, start.month0());
             for _ in 0..400 {
@@ -298,6 +300,21 @@ mod tests {
             let d = epoch.checked_add_days(Days::new(*v as u64)).expect("date");
             assert_eq!(d.day(), 1);
         }
+    }
+
+    #[test]
+    fn date_ticks_before_the_epoch_are_dates() {
+        let (ticked, _) = ticked_axis(&[-1200.0, 500.0], &Axis::date("d")).expect("axis");
+        let labels: Vec<String> = ticked
+            .bold
+            .iter()
+            .map(|v| tick_label(*v, TickFormat::Date, 30.0))
+            .collect();
+        assert!(ticked.bold.iter().any(|v| *v < -365.0), "{labels:?}");
+        assert!(
+            labels.iter().all(|l| l.len() == 7 && l.starts_with("20")),
+            "{labels:?}"
+        );
     }
 
     #[test]

@@ -253,13 +253,13 @@ pub(super) fn tick_label(v: f64, format: TickFormat, step: f64) -> String {
         TickFormat::Si => si(v),
         TickFormat::Percent => format!("{:.0}%", v * 100.0),
         TickFormat::Date => {
+            // Days before the epoch are dates too (models released before 2023).
             let day = v.round();
-            if day < 0.0 {
-                return format!("{day:.0} d");
-            }
-            Axis::date_epoch()
-                .checked_add_days(Days::new(day as u64))
-                .map(|d| d.format("%Y-%m").to_string())
+            let date = match day < 0.0 {
+                true => Axis::date_epoch().checked_sub_days(Days::new((-day) as u64)),
+                false => Axis::date_epoch().checked_add_days(Days::new(day as u64)),
+            };
+            date.map(|d| d.format("%Y-%m").to_string())
                 .unwrap_or_default()
         }
         TickFormat::Number => {
