@@ -221,6 +221,9 @@ pub fn mean_task_score(
 pub struct TableEstimate {
     /// Release date, when the table gives one.
     pub released: Option<chrono::NaiveDate>,
+    /// `month` when the table gives only the month (placed on the 15th); absent for a day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date_precision: Option<crate::trend::DatePrecision>,
     /// The estimate.
     pub estimate: DensityEstimate,
 }
@@ -291,6 +294,7 @@ impl ReferenceFamily {
                 ))),
                 Ok(estimate) => estimates.push(TableEstimate {
                     released: model.released,
+                    date_precision: None,
                     estimate,
                 }),
                 Err(e) => excluded.push(exclude(e.to_string())),

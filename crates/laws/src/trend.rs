@@ -377,4 +377,93 @@ mod tests {
             Err(LawError::TooFewPoints { .. } | LawError::NoSpread { .. })
         ));
     }
+
+    fn dated(days: &[i64], ln_rho: impl Fn(usize, i64) -> f64) -> Vec<DatedDensity> {
+        days.iter()
+            .enumerate()
+            .map(|(i, &d)| DatedDensity {
+                label: format!("m{i}"),
+                released: epoch() + chrono::Duration::days(d),
+                density: ln_rho(i, d).exp(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn theil_sen_holds_a_known_slope_against_outliers_that_pull_least_squares() {
+        let days: Vec<i64> = (0..30).map(|i| 20 * i).collect();
+        let slope = std::f64::consts::LN_2 / 150.0;
+        // Every fifth model (the latest ones included) sits far below the line.
+        let models = dated(&days, |i, d| {
+            let outlier = if i % 5 == 4 {
+                -3.0 * (i as f64 / 30.0)
+            } else {
+                0.0
+            };
+            slope * d as f64 + if i % 2 == 0 { 0.02 } else { -0.02 } + outlier
+        });
+        let options = FitOptions {
+            bootstrap: 200,
+            ..FitOptions::default()
+        };
+        let report = density_trend(&models, &options).expect("fits");
+        let robust = report.robust.expect("robust");
+        assert!(
+            (robust.doubling_days / 150.0 - 1.0).abs() < 0.05,
+            "{}",
+            robust.doubling_days
+        );
+        let ols = report.all_models.doubling_days;
+        assert!(
+            (ols / 150.0 - 1.0).abs() > (robust.doubling_days / 150.0 - 1.0).abs(),
+            "{ols}"
+        );
+        let (lo, hi) = robust.doubling_days_ci.expect("ci");
+        assert!(lo < robust.doubling_days && robust.doubling_days < hi);
+    }
+
+    #[test]
+    fn the_split_separates_a_flat_era_from_a_rising_one() {
+        let cutoff = (chatgpt_release() - epoch()).num_days();
+        let days: Vec<i64> = (0..40).map(|i| cutoff - 600 + 30 * i).collect();
+        let slope = std::f64::consts::LN_2 / 120.0;
+        let models = dated(&days, |i, d| {
+            let noise = if i % 2 == 0 { 0.03 } else { -0.03 };
+            noise
+                + if d <= cutoff {
+                    0.0
+                } else {
+                    slope * (d - cutoff) as f64
+                }
+        });
+        let options = FitOptions {
+            bootstrap: 200,
+            ..FitOptions::default()
+        };
+        let split = density_trend(&models, &options)
+            .expect("fits")
+            .split
+            .expect("split");
+        let after = split.after.expect("after");
+        assert!(
+            (after.doubling_days / 120.0 - 1.0).abs() < 0.05,
+            "{}",
+            after.doubling_days
+        );
+        let before = split.before.expect("before");
+        assert!(
+            before.slope_per_day.abs() < slope / 10.0,
+            "{}",
+            before.slope_per_day
+        );
+        let few = dated(&days[..3], |_, d| d as f64 * slope);
+        let split = density_trend(&few, &options)
+            .expect("fits")
+            .split
+            .expect("split");
+        assert!(
+            split.after.is_err(),
+            "no model after the cutoff is reported, not fitted"
+        );
+    }
 }

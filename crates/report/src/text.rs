@@ -12,7 +12,7 @@ use lmdensity_laws::fit::FitReport;
 use lmdensity_laws::gadre::OverTrainingLaw;
 use lmdensity_laws::placement::SensitivityRow;
 use lmdensity_laws::reproduction::GadreReproduction;
-use lmdensity_laws::trend::{RobustTrend, TrendFit, TrendReport};
+use lmdensity_laws::trend::{DatePrecision, RobustTrend, TrendFit, TrendReport};
 use tabled::settings::Style;
 use tabled::{Table, Tabled};
 
@@ -451,7 +451,15 @@ pub fn trend_text(
 ) -> String {
     let rows: Vec<DensityRow> = used
         .iter()
-        .map(|r| density_row(&r.estimate, r.released))
+        .map(|r| {
+            let mut row = density_row(&r.estimate, r.released);
+            if r.date_precision == Some(DatePrecision::Month) {
+                row.released = r
+                    .released
+                    .map_or("—".into(), |d| format!("{} (month)", d.format("%Y-%m")));
+            }
+            row
+        })
         .collect();
     let sensitivity = match sensitivity.is_empty() {
         true => String::new(),
@@ -462,7 +470,7 @@ pub fn trend_text(
         ),
     };
     format!(
-        "{}{}\n{}\nln ρ = A·t + B, t = days since 2023-01-01 (YYYY-MM dates placed on the 15th); doubling time = ln 2 / A. {:.0}% CIs: bootstrap over the fitted points (Theil–Sen: recomputed on each resample). The Densing Law paper reports ≈ 95 days (MMLU-era benchmarks, its own reference models).\n{}{}",
+        "{}{}\n{}\nln ρ = A·t + B, t = days since 2023-01-01 (dates given to the month, marked (month), placed on the 15th); doubling time = ln 2 / A. {:.0}% CIs: bootstrap over the fitted points (Theil–Sen: recomputed on each resample). The Densing Law paper reports ≈ 95 days (MMLU-era benchmarks, its own reference models).\n{}{}",
         reference_text(family),
         Table::new(rows).with(Style::sharp()),
         Table::new(trend_rows(trend)).with(Style::sharp()),

@@ -8,7 +8,7 @@ use lmdensity_core::progress;
 use lmdensity_laws::effective::{Excluded, ReferenceFamily, TableEstimate};
 use lmdensity_laws::obsscaling::{parse_table, LeaderboardModel, TableTexts, Task};
 use lmdensity_laws::placement::{place_rows, sensitivity, PlacedRow, Variant};
-use lmdensity_laws::trend::{density_trend, DatedDensity};
+use lmdensity_laws::trend::{density_trend, DatePrecision, DatedDensity};
 use serde_json::json;
 
 use super::{save, Analysis, DensityJob, DensityOutcome, ReferenceSpec, TrendJob, TrendOutcome};
@@ -98,6 +98,7 @@ fn split_rows(rows: &[PlacedRow]) -> (Vec<TableEstimate>, Vec<Excluded>) {
         match (row.estimate(), row.left_out_because()) {
             (Some(estimate), None) => used.push(TableEstimate {
                 released: row.released,
+                date_precision: row.date_precision.filter(|p| *p == DatePrecision::Month),
                 estimate: estimate.clone(),
             }),
             (_, reason) => excluded.push(Excluded {
