@@ -604,6 +604,13 @@ impl ReferenceSpec {
     }
 
     fn family(&self, options: &FitOptions) -> Result<ReferenceFamily> {
+        let defaults = ReferenceSpec::default();
+        if self.family != defaults.family || self.score != defaults.score {
+            progress::say(
+                "warning: --reference and --reference-score apply to --protocol leaderboard; \
+                 the zero-shot reference is Pythia's checkpoints on ARC-e, ARC-c, PIQA, WinoGrande",
+            );
+        }
         let spinner = progress::spinner("fitting the Pythia reference family (score vs N, D)");
         let family = ReferenceFamily::pythia(
             &COMMONSENSE_TASKS,
@@ -912,6 +919,15 @@ mod tests {
             Some(LawName::ChinchillaHuber)
         );
         assert_eq!(LawName::parse("gadre"), None);
+    }
+
+    #[test]
+    fn protocol_names_parse_and_unknown_ones_are_refused() {
+        for name in Protocol::NAMES {
+            assert!(Protocol::parse(name).is_some(), "{name}");
+        }
+        assert_eq!(Protocol::parse("zero-shot"), Some(Protocol::ZeroShot));
+        assert_eq!(Protocol::parse("leaderboard-v2"), None);
     }
 
     #[test]
