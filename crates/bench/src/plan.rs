@@ -89,6 +89,65 @@ impl Default for Sweep {
     }
 }
 
+/// A sweep as llama-bench's flags write it: comma lists of sizes (`512,1024`, `none` for no
+/// tests of a kind) and `;`-separated PROMPT,GEN pairs. The command line and sweep plans both
+/// give their sizes this way.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SweepFlags {
+    /// Prompt lengths (`-p`).
+    pub n_prompt: String,
+    /// Generation lengths (`-n`).
+    pub n_gen: String,
+    /// PROMPT,GEN pairs (`--pg`).
+    pub prompt_gen: String,
+    /// Cache depths (`-d`).
+    pub n_depth: String,
+    /// Tokens per decode call (`-b`).
+    pub batch_size: String,
+    /// Tokens per physical batch (`-ub`).
+    pub ubatch_size: String,
+    /// Thread counts (empty: every logical CPU).
+    pub threads: String,
+    /// Sequences processed together.
+    pub parallel: String,
+}
+
+impl Default for SweepFlags {
+    /// llama-bench's defaults (pp512, tg128, depth 0, batch 2048, ubatch 512, one sequence).
+    fn default() -> Self {
+        SweepFlags {
+            n_prompt: "512".into(),
+            n_gen: "128".into(),
+            prompt_gen: String::new(),
+            n_depth: "0".into(),
+            batch_size: "2048".into(),
+            ubatch_size: "512".into(),
+            threads: String::new(),
+            parallel: "1".into(),
+        }
+    }
+}
+
+impl SweepFlags {
+    /// The sweep; a list that does not parse is refused naming its flag.
+    pub fn sweep(&self) -> Result<Sweep, String> {
+        Ok(Sweep {
+            n_prompt: parse_sizes("--n-prompt", &self.n_prompt)?,
+            n_gen: parse_sizes("--n-gen", &self.n_gen)?,
+            prompt_gen: parse_pairs(&self.prompt_gen)?,
+            n_depth: parse_sizes("--n-depth", &self.n_depth)?,
+            n_batch: parse_sizes("--batch-size", &self.batch_size)?,
+            n_ubatch: parse_sizes("--ubatch-size", &self.ubatch_size)?,
+            threads: match self.threads.trim() {
+                "" => vec![logical_cpus() as u32],
+                list => parse_sizes("--threads", list)?,
+            },
+            n_seq: parse_sizes("--parallel", &self.parallel)?,
+        })
+    }
+}
+
 /// Logical CPUs this process may use.
 pub fn logical_cpus() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())

@@ -102,7 +102,7 @@ impl DecoderConfig {
     pub fn is_sliding(&self, layer: usize) -> bool {
         self.sliding_window.is_some()
             && self.sliding_pattern > 0
-            && (layer + 1) % self.sliding_pattern != 0
+            && !(layer + 1).is_multiple_of(self.sliding_pattern)
     }
 
     /// Reads the metadata of a GGUF (`path` for error messages).
@@ -344,13 +344,13 @@ impl DecoderConfig {
         {
             return Err(CandleError::DegenerateShape(format!("{self:?}")));
         }
-        if self.n_heads % self.n_kv_heads != 0 {
+        if !self.n_heads.is_multiple_of(self.n_kv_heads) {
             return Err(CandleError::HeadsNotMultiple {
                 heads: self.n_heads,
                 kv_heads: self.n_kv_heads,
             });
         }
-        if self.head_dim % 2 != 0 {
+        if !self.head_dim.is_multiple_of(2) {
             return Err(CandleError::OddHeadDim {
                 head_dim: self.head_dim,
             });

@@ -100,6 +100,89 @@ pub enum Command {
     /// and measure bits/byte, KL divergence against the base, tasks, speed and memory per
     /// variant; one table, the quality/speed/size frontier per bit.
     SweepQuant(SweepArgs),
+    /// Expand a sweep spec (TOML: models × engines × quantizations × perplexity runs, task
+    /// groups, bench plans) into a plan of cells with content-addressed ids.
+    Plan {
+        /// The sweep spec.
+        spec: PathBuf,
+        /// Where the plan goes.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Run cells of a plan into the results store, resuming what it holds: one by index
+    /// (`--index`, else SLURM_ARRAY_TASK_ID or JOB_COMPLETION_INDEX) or a shard.
+    RunCell(RunCellArgs),
+    /// Run a plan on Slurm: `submit` its unfinished cells as one job array, `status` of each.
+    Slurm {
+        /// What to do.
+        #[command(subcommand)]
+        action: SlurmAction,
+    },
+}
+
+/// Arguments of `run-cell`.
+#[derive(Debug, Args, Clone)]
+pub struct RunCellArgs {
+    /// The plan (from `lmdensity plan`).
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// The cell's index.
+    #[arg(long, conflicts_with = "shard")]
+    pub index: Option<usize>,
+    /// Every N-th cell from k (k/N, k from 0), one after another, for plain machines.
+    #[arg(long, value_name = "k/N")]
+    pub shard: Option<String>,
+    /// CPU threads (default: SLURM_CPUS_PER_TASK, else all logical CPUs).
+    #[arg(long, short)]
+    pub threads: Option<u32>,
+    /// Run cells whose record says complete again.
+    #[arg(long)]
+    pub fresh: bool,
+}
+
+/// `slurm` actions.
+#[derive(Debug, Subcommand, Clone)]
+pub enum SlurmAction {
+    /// Write the sbatch array script for the plan's unfinished cells and submit it.
+    Submit(SubmitArgs),
+    /// Each cell: complete, running, pending, failed (why), interrupted or not started.
+    Status {
+        /// The plan.
+        #[arg(long)]
+        plan: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Arguments of `slurm submit`; resources are passed to sbatch as given.
+#[derive(Debug, Args, Clone)]
+pub struct SubmitArgs {
+    /// The plan; it and `--results-dir` must be on storage every node sees.
+    #[arg(long)]
+    pub plan: PathBuf,
+    /// `#SBATCH --partition`.
+    #[arg(long)]
+    pub partition: Option<String>,
+    /// `#SBATCH --time`.
+    #[arg(long)]
+    pub time: Option<String>,
+    /// `#SBATCH --cpus-per-task` (also each cell's threads).
+    #[arg(long)]
+    pub cpus_per_task: Option<u32>,
+    /// `#SBATCH --mem`.
+    #[arg(long)]
+    pub mem: Option<String>,
+    /// `#SBATCH --gres`, e.g. gpu:1.
+    #[arg(long)]
+    pub gres: Option<String>,
+    /// At most K array tasks at once.
+    #[arg(long, value_name = "K")]
+    pub max_parallel: Option<usize>,
+    /// Print the script instead of submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// `lmdensity report` options.

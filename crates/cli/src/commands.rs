@@ -3,16 +3,16 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use lmdensity_cluster::slurm;
+use lmdensity_cluster::{cell, status, CellOptions, Plan, SweepSpec};
 use lmdensity_core::{progress, ResultsStore};
 use lmdensity_eval::corpus;
-use lmdensity_hub::Registry;
-use lmdensity_jobs::{curve_text, report, Context, ReportJob, Result, Workspace};
+use lmdensity_jobs::{
+    curve_text, listing, report, Context, JobError, ReportJob, Result, Workspace,
+};
 use lmdensity_report::text::{self, MetricFilter};
-use lmdensity_tasks::score::GroupScore;
-use tabled::settings::Style;
-use tabled::{Table, Tabled};
 
-use crate::cli::{Cli, Command, ModelArgs, PplArgs, ReportArgs};
+use crate::cli::{Cli, Command, ModelArgs, PplArgs, ReportArgs, RunCellArgs, SlurmAction};
 
 /// Parses arguments and runs the command.
 pub fn run() -> Result<ExitCode> {
@@ -36,7 +36,7 @@ pub fn run() -> Result<ExitCode> {
         }
         Command::Eval(args) => {
             let outcome = args.job().run(&ws)?;
-            print_groups(&outcome.groups);
+            print!("{}", listing::groups_text(&outcome.groups));
             println!(
                 "{}",
                 text::runs_table(&outcome.runs, &MetricFilter::Headline)
@@ -104,11 +104,66 @@ pub fn run() -> Result<ExitCode> {
             println!("{}", lmdensity_jobs::sweep::markdown(&table));
         }
         Command::Report(args) => report(&ws, args)?,
-        Command::Fetch { ids } => fetch(&ws, ids)?,
-        Command::Models => print_models(&ws.registry()?),
-        Command::Corpus { name, output } => write_corpus(&ws, name, output.as_deref())?,
+        Command::Fetch { ids } => print!("{}", listing::fetch(&ws, ids)?),
+        Command::Models => println!("{}", listing::models_table(&ws.registry()?)),
+        Command::Corpus { name, output } => {
+            let corpus = corpus::load(name, &ws.fetcher())?;
+            let text = corpus.joined();
+            match output {
+                Some(path) => {
+                    std::fs::write(path, &text).with_context(|| path.display().to_string())?
+                }
+                None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
+            }
+            eprintln!("{}", listing::corpus_line(&corpus));
+        }
+        Command::Plan { spec, out } => {
+            let plan = SweepSpec::load(spec)?.plan(&ws, spec)?;
+            plan.save(out)?;
+            print!("{}", plan.summary(out));
+        }
+        Command::RunCell(args) => return run_cells(&ws, args),
+        Command::Slurm { action } => slurm_command(&ws, action)?,
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `run-cell`: the chosen cells one after another; exit 2 when any failed (the rest still run).
+fn run_cells(ws: &Workspace, args: &RunCellArgs) -> Result<ExitCode> {
+    let plan = Plan::load(&args.plan)?;
+    plan.check(ws, &args.plan)?;
+    let options = CellOptions {
+        threads: args.threads,
+        fresh: args.fresh,
+    };
+    let mut failed = false;
+    for index in cell::selection(&plan, args.index, args.shard.as_deref())? {
+        match cell::run_cell(ws, &plan, &args.plan, index, &options) {
+            Ok(outcome) => println!("{}", outcome.line()),
+            Err(err) => {
+                eprintln!("error: {}", JobError::from(err).chain());
+                failed = true;
+            }
+        }
+    }
+    Ok(ExitCode::from(if failed { 2 } else { 0 }))
+}
+
+fn slurm_command(ws: &Workspace, action: &SlurmAction) -> Result<()> {
+    match action {
+        SlurmAction::Submit(a) => print!(
+            "{}",
+            slurm::submit_plan(ws, &a.plan, a.options(), a.dry_run)?
+        ),
+        SlurmAction::Status { plan, json } => {
+            let cells = status::status(ws, &Plan::load(plan)?)?;
+            match json {
+                true => println!("{}", serde_json::to_string_pretty(&cells)?),
+                false => print!("{}", status::status_text(&cells)),
+            }
+        }
+    }
+    Ok(())
 }
 
 /// `run`: PTB test perplexity in both modes, with every other setting at its default.
@@ -153,42 +208,6 @@ fn report(ws: &Workspace, args: &ReportArgs) -> Result<()> {
     Ok(())
 }
 
-fn fetch(ws: &Workspace, ids: &[String]) -> Result<()> {
-    let registry = ws.registry()?;
-    let fetcher = ws.fetcher();
-    for id in ids {
-        let resolved = fetcher.resolve(registry.get(id)?, &registry.base_dir())?;
-        for (path, sha) in resolved.paths.iter().zip(&resolved.sha256) {
-            println!(
-                "{id}\t{}\tsha256:{sha}\t({})",
-                path.display(),
-                resolved.source
-            );
-        }
-    }
-    Ok(())
-}
-
-fn write_corpus(ws: &Workspace, name: &str, output: Option<&std::path::Path>) -> Result<()> {
-    let corpus = corpus::load(name, &ws.fetcher())?;
-    let text = corpus.joined();
-    match output {
-        Some(path) => {
-            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?
-        }
-        None => std::io::Write::write_all(&mut std::io::stdout(), text.as_bytes())?,
-    }
-    eprintln!(
-        "{}: {} documents, {} bytes, sha256 {} ({})",
-        corpus.name,
-        corpus.documents.len(),
-        text.len(),
-        corpus.sha256,
-        corpus.origin
-    );
-    Ok(())
-}
-
 /// An analysis as its JSON (`--json`) or as the text `render` makes of its outcome.
 fn print_analysis<T>(
     json: bool,
@@ -200,52 +219,4 @@ fn print_analysis<T>(
         false => print!("{}", render(&done.outcome)),
     }
     Ok(())
-}
-
-/// Group averages, one line each.
-fn print_groups(groups: &[GroupScore]) {
-    for g in groups {
-        println!(
-            "{:<24} acc {:.4} ± {:.4} (items-weighted, {} items in {} tasks); macro {:.4}",
-            g.name, g.acc, g.acc_stderr, g.items, g.tasks, g.acc_macro
-        );
-    }
-}
-
-#[derive(Tabled)]
-struct ModelRow {
-    id: String,
-    family: String,
-    params: String,
-    released: String,
-    variant: String,
-    format: String,
-    quant: String,
-    sources: String,
-}
-
-fn print_models(registry: &Registry) {
-    let rows: Vec<ModelRow> = registry
-        .models
-        .iter()
-        .map(|m| ModelRow {
-            id: match m.id == registry.default_model {
-                true => format!("{} (default)", m.id),
-                false => m.id.clone(),
-            },
-            family: m.family.clone(),
-            params: format!("{:.1}M", m.params as f64 / 1e6),
-            released: m.release_date.clone(),
-            variant: m.variant.clone(),
-            format: m.format.clone(),
-            quant: m.quantization.clone(),
-            sources: m
-                .sources
-                .iter()
-                .map(|s| s.summary())
-                .collect::<Vec<_>>()
-                .join(" → "),
-        })
-        .collect();
-    println!("{}", Table::new(rows).with(Style::markdown()));
 }

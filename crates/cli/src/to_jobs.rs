@@ -1,13 +1,14 @@
 //! Arguments into jobs: every flag lands in a field of a job from `lmdensity_jobs`; nothing is
 //! measured or checked against files here.
 
-use lmdensity_bench::plan::{logical_cpus, parse_bytes, parse_pairs, parse_sizes, Sweep};
+use lmdensity_bench::plan::{parse_bytes, SweepFlags};
+use lmdensity_cluster::slurm::SbatchOptions;
 use lmdensity_jobs as jobs;
 use lmdensity_jobs::{JobError, ModelSpec, Result};
 
 use crate::cli::{
     BenchArgs, ConvertArgs, DensityArgs, EvalArgs, FitArgs, FitSettings, FitTarget, KldArgs,
-    ModelArgs, PplArgs, QuantizeArgs, ReferenceArgs, SweepArgs, TrendArgs,
+    ModelArgs, PplArgs, QuantizeArgs, ReferenceArgs, SubmitArgs, SweepArgs, TrendArgs,
 };
 
 impl ModelArgs {
@@ -73,21 +74,18 @@ impl EvalArgs {
 impl BenchArgs {
     /// The bench job; size lists that do not parse are refused naming the flag.
     pub fn job(&self) -> Result<jobs::BenchJob> {
-        let sizes = |flag: &str, text: &str| parse_sizes(flag, text).map_err(JobError::Invalid);
-        let sweep = Sweep {
-            n_prompt: sizes("--n-prompt", &self.n_prompt)?,
-            n_gen: sizes("--n-gen", &self.n_gen)?,
-            prompt_gen: parse_pairs(self.prompt_gen.as_deref().unwrap_or(""))
-                .map_err(JobError::Invalid)?,
-            n_depth: sizes("--n-depth", &self.n_depth)?,
-            n_batch: sizes("--batch-size", &self.batch_size)?,
-            n_ubatch: sizes("--ubatch-size", &self.ubatch_size)?,
-            threads: match &self.threads {
-                Some(list) => sizes("--threads", list)?,
-                None => vec![logical_cpus() as u32],
-            },
-            n_seq: sizes("--parallel", &self.parallel)?,
-        };
+        let sweep = SweepFlags {
+            n_prompt: self.n_prompt.clone(),
+            n_gen: self.n_gen.clone(),
+            prompt_gen: self.prompt_gen.clone().unwrap_or_default(),
+            n_depth: self.n_depth.clone(),
+            batch_size: self.batch_size.clone(),
+            ubatch_size: self.ubatch_size.clone(),
+            threads: self.threads.clone().unwrap_or_default(),
+            parallel: self.parallel.clone(),
+        }
+        .sweep()
+        .map_err(JobError::Invalid)?;
         let memory_budget = self
             .memory_budget
             .as_deref()
@@ -110,6 +108,20 @@ impl BenchArgs {
             roofline: !self.no_roofline,
             memory_budget,
         })
+    }
+}
+
+impl SubmitArgs {
+    /// The array's resources.
+    pub fn options(&self) -> SbatchOptions {
+        SbatchOptions {
+            partition: self.partition.clone(),
+            time: self.time.clone(),
+            cpus_per_task: self.cpus_per_task,
+            mem: self.mem.clone(),
+            gres: self.gres.clone(),
+            max_parallel: self.max_parallel,
+        }
     }
 }
 

@@ -322,7 +322,7 @@ fn score_window(
             let scored = model.score_visiting(one, Some(&mut |_, logits, norm| {
                 let at = next;
                 next += 1;
-                if at % BASE_ROWS_PER_READ == 0 {
+                if at.is_multiple_of(BASE_ROWS_PER_READ) {
                     let n = BASE_ROWS_PER_READ.min(targets.len() - at);
                     match reader.rows(first_row + at as u64, n) {
                         Ok(rows) => chunk = rows,

@@ -164,6 +164,12 @@ impl Fetcher {
         if let Ok(found) = self.verify_all(entry, &self.cached_paths(entry), "cache") {
             return Ok(found);
         }
+        // Processes sharing this cache (array tasks on one node) fetch a model once: the
+        // others wait on the lock, then find it in the cache.
+        let _lock = self.lock_model(&entry.id)?;
+        if let Ok(found) = self.verify_all(entry, &self.cached_paths(entry), "cache") {
+            return Ok(found);
+        }
         for source in &entry.sources {
             let attempt = match source {
                 Source::Hf {
@@ -190,6 +196,16 @@ impl Fetcher {
             id: entry.id.clone(),
             failures,
         })
+    }
+
+    /// An exclusive lock on `<cache>/models/<id>.lock`, held until the file is dropped.
+    fn lock_model(&self, id: &str) -> Result<fs::File, FetchError> {
+        let dir = self.cache_dir.join("models");
+        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        let path = dir.join(format!("{id}.lock"));
+        let file = fs::File::create(&path).map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
     }
 
     /// A local file given on the command line (`--model-path`): hashed, not fetched.

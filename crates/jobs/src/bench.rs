@@ -16,6 +16,7 @@ use lmdensity_candle::bench::CandleBenchConfig;
 use lmdensity_core::driver::{drive, Resumable};
 use lmdensity_core::schema::{BenchSample, Metric, RunMetrics, RunStatus, Sample};
 use lmdensity_core::store::write_atomic;
+use lmdensity_core::store::StoredRun;
 use lmdensity_core::{progress, SCHEMA_VERSION};
 use lmdensity_llamacpp::BenchContextConfig;
 use serde_json::json;
@@ -69,6 +70,11 @@ impl BenchJob {
 
     /// Runs every test; the records are also stored as one run (`records.json` beside it).
     pub fn run(&self, ws: &Workspace) -> Result<Vec<BenchRecord>> {
+        Ok(self.run_stored(ws)?.0)
+    }
+
+    /// [`BenchJob::run`], with the stored run.
+    pub fn run_stored(&self, ws: &Workspace) -> Result<(Vec<BenchRecord>, StoredRun)> {
         if self.repetitions == 0 {
             bail!("--repetitions must be at least 1");
         }
@@ -134,8 +140,8 @@ impl BenchJob {
             &handle.dir().join("records.json"),
             render(&work.records, Format::Json).as_bytes(),
         )?;
-        run::finish(&handle, result, &run_spec)?;
-        Ok(work.records)
+        let stored = run::finish(&handle, result, &run_spec)?;
+        Ok((work.records, stored))
     }
 
     /// Refuses a model whose weights and KV cache exceed the memory budget, before loading.

@@ -72,6 +72,9 @@ pub enum JobError {
     /// CSV.
     #[error(transparent)]
     Csv(#[from] csv::Error),
+    /// A crate built on the jobs (the cluster's plans and schedulers).
+    #[error(transparent)]
+    Above(Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Results of jobs.

@@ -20,6 +20,7 @@ pub mod convert;
 pub mod curve_text;
 mod curves;
 pub mod error;
+pub mod listing;
 pub mod model;
 pub mod perplexity;
 pub mod report;

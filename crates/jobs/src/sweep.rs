@@ -28,6 +28,64 @@ use crate::run::sanitize;
 use crate::tasks::TaskJob;
 use crate::workspace::Workspace;
 
+/// Where variants of the registry model `model` are made: the cache's `quantized/<model>/`.
+pub fn variants_dir(ws: &Workspace, model: &str) -> PathBuf {
+    ws.fetcher().cache_dir().join("quantized").join(model)
+}
+
+/// The registry model `model` quantized to `kind` (dequantized to F32 first), made once in
+/// [`variants_dir`]: what a plan's quantization cell measures.
+pub fn quantized_variant(ws: &Workspace, model: &str, kind: QuantType) -> Result<PathBuf> {
+    let (resolved, _) = resolve_gguf(ws, &ModelSpec::registry(model), false)?;
+    let work = variants_dir(ws, model);
+    std::fs::create_dir_all(&work).with_context(|| work.display().to_string())?;
+    ensure_variant(ws, &work, model, resolved.weights(), kind)
+}
+
+/// `work/<model>-F32.gguf`, dequantized from `source` unless there.
+fn ensure_f32(work: &Path, model: &str, source: &Path) -> Result<PathBuf> {
+    let f32_path = work.join(format!("{model}-F32.gguf"));
+    // Array tasks on one machine share the cache: one makes the file, the others wait for it.
+    let _lock = lock_dir(work)?;
+    if !f32_path.exists() {
+        progress::say(format!(
+            "dequantizing {} → {}",
+            source.display(),
+            f32_path.display()
+        ));
+        dequantize_gguf(source, &f32_path)?;
+    }
+    Ok(f32_path)
+}
+
+/// `work/<model>-<kind>.gguf`, quantized from the F32 base unless there.
+fn ensure_variant(
+    ws: &Workspace,
+    work: &Path,
+    model: &str,
+    source: &Path,
+    kind: QuantType,
+) -> Result<PathBuf> {
+    let f32_path = ensure_f32(work, model, source)?;
+    let path = work.join(format!("{model}-{}.gguf", kind.name()));
+    let _lock = lock_dir(work)?;
+    if !path.exists() {
+        progress::say(format!("quantizing → {}", path.display()));
+        let threads = logical_cpus() as u32;
+        lmdensity_llamacpp::quantize(&f32_path, &path, kind, threads, ws.verbose)?;
+    }
+    Ok(path)
+}
+
+/// An exclusive lock on `dir/.lock`, held until the file is dropped (waits for other holders).
+fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(".lock");
+    let file = std::fs::File::create(&path).with_context(|| path.display().to_string())?;
+    file.lock()
+        .with_context(|| format!("{}: lock", path.display()))?;
+    Ok(file)
+}
+
 /// Parses a quantization type name (`Q4_K_M`, case-insensitive), listing the known ones when
 /// it is not one.
 pub fn parse_type(name: &str) -> Result<QuantType> {
@@ -148,7 +206,7 @@ impl SweepJob {
         let source_quant = gguf::read(&source)?.quantization();
         let work = match &self.work_dir {
             Some(dir) => dir.clone(),
-            None => ws.fetcher().cache_dir().join("quantized").join(&self.model),
+            None => variants_dir(ws, &self.model),
         };
         std::fs::create_dir_all(&work).with_context(|| work.display().to_string())?;
         let files = self.make_files(ws, &work, &source, &source_quant)?;
@@ -196,21 +254,11 @@ impl SweepJob {
         source: &Path,
         source_quant: &str,
     ) -> Result<Vec<SweepFile>> {
-        let f32_path = work.join(format!("{}-F32.gguf", self.model));
-        if !f32_path.exists() {
-            progress::say(format!(
-                "dequantizing {} → {}",
-                source.display(),
-                f32_path.display()
-            ));
-            dequantize_gguf(source, &f32_path)?;
-        }
-        let threads = logical_cpus() as u32;
         let mut files = vec![
             SweepFile {
                 variant: "F32".into(),
                 role: "base",
-                path: f32_path.clone(),
+                path: ensure_f32(work, &self.model, source)?,
             },
             SweepFile {
                 variant: format!("{source_quant} (source)"),
@@ -219,15 +267,10 @@ impl SweepJob {
             },
         ];
         for t in &self.types {
-            let path = work.join(format!("{}-{}.gguf", self.model, t.name()));
-            if !path.exists() {
-                progress::say(format!("quantizing → {}", path.display()));
-                lmdensity_llamacpp::quantize(&f32_path, &path, *t, threads, ws.verbose)?;
-            }
             files.push(SweepFile {
                 variant: t.name().into(),
                 role: "variant",
-                path,
+                path: ensure_variant(ws, work, &self.model, source, *t)?,
             });
         }
         Ok(files)
