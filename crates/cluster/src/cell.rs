@@ -356,3 +356,18 @@ fn scheduler_task() -> Option<String> {
         _ => var("JOB_COMPLETION_INDEX").map(|i| format!("{} index {i}", hostname())),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shards_take_every_nth_cell_and_refuse_bad_specs() {
+        assert_eq!(shard("0/2", 5).expect("shard"), [0, 2, 4]);
+        assert_eq!(shard("1/2", 5).expect("shard"), [1, 3]);
+        assert_eq!(shard("3/4", 2).expect("shard"), Vec::<usize>::new());
+        for bad in ["2/2", "1/0", "x/3", "1"] {
+            assert!(shard(bad, 5).is_err(), "{bad}");
+        }
+    }
+}
