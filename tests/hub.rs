@@ -80,6 +80,54 @@ fn hf_source_downloads_resumes_and_works_offline() {
     assert!(stdout(&out).contains(&sha));
 }
 
+/// Array tasks on one node share the model cache: four processes fetching the same model at
+/// once download it as often as one process alone does (the others wait on the cache's lock,
+/// then find it there), and all four verify it.
+#[test]
+fn concurrent_fetches_of_one_model_download_it_once() {
+    let (dir, model, _) = tiny_setup();
+    let bytes = std::fs::read(&model).expect("read");
+    let sha = lmdensity_hub::fetch::hash_file(&model, false).expect("hash");
+    registry(dir.path(), &sha);
+    let files: HashMap<String, Vec<u8>> =
+        [("/test-org/tiny/resolve/main/tiny.gguf".to_string(), bytes)].into();
+    let served = |fetches: usize, home: &str| {
+        let server = HubServer::start(files.clone(), false);
+        let (cwd, endpoint) = (dir.path().to_path_buf(), server.endpoint.clone());
+        let hf_home = dir.path().join(home);
+        // Each round gets its own lmdensity cache, so the first round leaves nothing behind.
+        let handles: Vec<_> = (0..fetches)
+            .map(|_| {
+                let (cwd, hf_home, endpoint) = (cwd.clone(), hf_home.clone(), endpoint.clone());
+                std::thread::spawn(move || {
+                    let mut cmd = Command::new(bin());
+                    cmd.current_dir(&cwd)
+                        .env("HF_ENDPOINT", &endpoint)
+                        .env("HF_HOME", &hf_home)
+                        .env_remove("HF_HUB_CACHE")
+                        .env_remove("HF_HUB_OFFLINE")
+                        .env("LMDENSITY_CACHE", hf_home.join("lmd-cache"))
+                        .args(["fetch", "tiny", "--quiet"]);
+                    cmd.output().expect("run")
+                })
+            })
+            .collect();
+        for handle in handles {
+            let out = handle.join().expect("thread");
+            assert!(out.status.success(), "{}", stderr(&out));
+            assert!(stdout(&out).contains(&sha), "{}", stdout(&out));
+        }
+        server.served.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    let alone = served(1, "home-1");
+    assert!(alone >= 1, "the model must come from the server");
+    assert_eq!(
+        served(4, "home-4"),
+        alone,
+        "four concurrent fetches, one download"
+    );
+}
+
 #[test]
 fn hf_source_offline_without_cache_says_so() {
     let (dir, model, _) = tiny_setup();

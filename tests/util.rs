@@ -95,6 +95,8 @@ pub fn metric(metrics: &serde_json::Value, name: &str) -> f64 {
 pub struct HubServer {
     /// `http://127.0.0.1:<port>`.
     pub endpoint: String,
+    /// File bodies served (full or ranged), counted as they start.
+    pub served: std::sync::Arc<std::sync::atomic::AtomicUsize>,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
@@ -111,6 +113,8 @@ impl HubServer {
         let endpoint = format!("http://{}", listener.local_addr().expect("addr"));
         let stop = std::sync::Arc::new(AtomicBool::new(false));
         let stop_flag = stop.clone();
+        let served = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let served_count = served.clone();
         std::thread::spawn(move || {
             let mut cut_pending = cut_first_download;
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
@@ -149,6 +153,7 @@ impl HubServer {
                     None => (0, body.len() - 1),
                 };
                 let slice = &body[start..=end];
+                served_count.fetch_add(1, Ordering::Relaxed);
                 let head = format!(
                     "HTTP/1.1 {} \r\nETag: \"e{}\"\r\nX-Repo-Commit: {}\r\nContent-Range: bytes {start}-{end}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     if range.is_some() { "206 Partial Content" } else { "200 OK" },
@@ -168,7 +173,11 @@ impl HubServer {
                 let _ = out.write_all(slice);
             }
         });
-        HubServer { endpoint, stop }
+        HubServer {
+            endpoint,
+            served,
+            stop,
+        }
     }
 }
 
