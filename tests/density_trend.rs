@@ -212,9 +212,185 @@ fn density_on_the_leaderboard_protocol_names_what_it_lacks() {
     args.push("gemma-3-270m");
     let out = lmdensity(dir.path(), &args);
     assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("--protocol zero-shot"),
-        "{}",
-        stderr(&out)
+    let err = stderr(&out);
+    assert!(err.contains("gemma-3-270m: the leaderboard score"), "{err}");
+    assert!(err.contains("hellaswag: no run in"), "{err}");
+}
+
+/// A task run written by hand: the curated SmolLM2 arc_challenge manifest with `model`, `task`,
+/// `shots` and `items` put in, and metrics `<task>/acc`, `<task>/acc_norm` (= `value`, with
+/// `stderr`) and `<task>/items`; `complete` false writes a partial run.
+fn task_run(store: &Path, model: &str, task: &str, shots: u64, value: f64, complete: bool) {
+    let template = repo_root().join(
+        "results/curated/tasks-core/20261122T190101-smollm2-135m-instruct-task-arc_challenge-eb7f7c44",
     );
+    let mut manifest: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(template.join("manifest.json")).expect("manifest"),
+    )
+    .expect("json");
+    let id = format!("20260101T0000{shots:02}-{model}-task-{task}");
+    manifest["run_id"] = id.clone().into();
+    manifest["model"]["id"] = model.into();
+    manifest["settings"]["task"] = task.into();
+    manifest["settings"]["corpus"] = task.into();
+    manifest["settings"]["num_fewshot"] = shots.into();
+    manifest["settings"]["items"] = 100.into();
+    let dir = store.join(&id);
+    fs::create_dir_all(&dir).expect("mkdir");
+    fs::write(dir.join("manifest.json"), manifest.to_string()).expect("write");
+    let stderr = (value * (1.0 - value) / 99.0).sqrt();
+    let metric = |name: &str, v: f64, se: Option<f64>| {
+        serde_json::json!({"name": format!("{task}/{name}"), "value": v, "stderr": se,
+                           "unit": "fraction", "how": "test"})
+    };
+    let metrics = serde_json::json!({
+        "schema_version": 1, "status": if complete { "complete" } else { "partial" },
+        "elapsed_s": 1.0,
+        "metrics": [metric("items", 100.0, None), metric("acc", value - 0.05, Some(stderr)),
+                    metric("acc_norm", value, Some(stderr))],
+    });
+    fs::write(dir.join("metrics.json"), metrics.to_string()).expect("write");
+}
+
+/// The leaderboard score of a registry model from hand-written runs: the mean of the right
+/// metrics, its stderr √(Σ seᵢ²)/3, an interval wider than the same score without stderr, and
+/// the trend showing it as measured without refitting on it.
+#[test]
+fn a_registry_model_is_placed_from_its_leaderboard_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    let values = [
+        ("arc_challenge", 25, 0.31),
+        ("hellaswag", 10, 0.42),
+        ("winogrande", 5, 0.55),
+    ];
+    for (task, shots, value) in values {
+        task_run(
+            &store,
+            "qwen2.5-coder-0.5b-instruct",
+            task,
+            shots,
+            value,
+            true,
+        );
+        // A 0-shot run of the same task does not enter the leaderboard score.
+        task_run(&store, "qwen2.5-coder-0.5b-instruct", task, 0, 0.9, true);
+    }
+    let store_arg = store.to_str().expect("utf8");
+    let common = ["--quiet", "--results-dir", store_arg];
+    let density = |extra: &[&str]| {
+        let mut args = common.to_vec();
+        args.extend([
+            "density",
+            "--protocol",
+            "leaderboard",
+            "--bootstrap",
+            "200",
+            "--json",
+        ]);
+        args.extend(extra);
+        json_of(&lmdensity(dir.path(), &args))
+    };
+    let json = density(&["qwen2.5-coder-0.5b-instruct"]);
+    let est = &json["estimates"][0]["estimate"];
+    // acc_norm for ARC and HellaSwag, acc (value − 0.05) for WinoGrande.
+    let expected = (0.31 + 0.42 + 0.50) / 3.0;
+    let score = est["score"].as_f64().expect("score");
+    assert!((score - expected).abs() < 1e-12, "{score} vs {expected}");
+    let se2: f64 = values.iter().map(|(_, _, v)| v * (1.0 - v) / 99.0).sum();
+    let se = est["score_stderr"].as_f64().expect("stderr");
+    assert!((se - se2.sqrt() / 3.0).abs() < 1e-12, "{se}");
+    assert!(est["label"]
+        .as_str()
+        .expect("label")
+        .contains("measured here"));
+    let tasks = json["measured"][0]["tasks"].as_array().expect("tasks");
+    assert!(tasks.iter().all(|t| t["items"] == 100), "{tasks:?}");
+    assert_eq!(json["estimates"][0]["released"], "2024-11-15");
+    // The same score without a stderr (given by --score): a narrower interval.
+    let given = density(&[
+        "--score",
+        &format!("arc_challenge={}", 0.31),
+        "--score",
+        "hellaswag=0.42",
+        "--score",
+        "winogrande=0.50",
+        "--params",
+        &est["params"].to_string(),
+    ]);
+    let width = |e: &serde_json::Value| {
+        let ci = &e["density_ci"];
+        ci[1].as_f64().expect("hi") / ci[0].as_f64().expect("lo")
+    };
+    let plain = &given["estimates"][0]["estimate"];
+    assert!(
+        (plain["density"].as_f64().expect("ρ") - est["density"].as_f64().expect("ρ")).abs() < 1e-9
+    );
+    assert!(
+        width(est) > width(plain),
+        "{} vs {}",
+        width(est),
+        width(plain)
+    );
+
+    // The trend: the model is listed as measured, and the published rows' fit is unchanged.
+    let trend = |store: &str| {
+        let args = [
+            "--quiet",
+            "--results-dir",
+            store,
+            "trend",
+            "--bootstrap",
+            "30",
+            "--json",
+        ];
+        json_of(&lmdensity(dir.path(), &args))
+    };
+    let with = trend(store_arg);
+    let empty = dir.path().join("empty");
+    let without = trend(empty.to_str().expect("utf8"));
+    assert_eq!(with["measured"].as_array().expect("measured").len(), 1);
+    assert_eq!(with["trend"]["all_models"], without["trend"]["all_models"]);
+    let n = without["trend"]["all_models"]["fit"]["n_points"]
+        .as_u64()
+        .expect("n");
+    assert_eq!(with["with_measured"]["models"].as_u64(), Some(n + 1));
+}
+
+/// A missing task, a run on other shots and an incomplete run are each named.
+#[test]
+fn leaderboard_runs_that_do_not_make_the_score_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("store");
+    task_run(
+        &store,
+        "smollm2-135m-instruct",
+        "arc_challenge",
+        0,
+        0.3,
+        true,
+    );
+    task_run(&store, "smollm2-135m-instruct", "hellaswag", 10, 0.3, false);
+    let args = [
+        "--quiet",
+        "--results-dir",
+        store.to_str().expect("utf8"),
+        "density",
+        "--protocol",
+        "leaderboard",
+        "--bootstrap",
+        "20",
+        "smollm2-135m-instruct",
+    ];
+    let out = lmdensity(dir.path(), &args);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "smollm2-135m-instruct: the leaderboard score is the mean of arc_challenge 25-shot acc_norm",
+        "arc_challenge: measured with 0 shots only, the protocol needs 25",
+        "hellaswag: 10-shot run 20260101T000010-smollm2-135m-instruct-task-hellaswag is not complete (status partial)",
+        "winogrande: no run in",
+    ] {
+        assert!(err.contains(needle), "{needle:?} not in {err}");
+    }
 }

@@ -53,9 +53,7 @@ pub fn run() -> Result<ExitCode> {
         Command::Density(args) => {
             let done = args.job().run(&ws)?;
             let confidence = args.settings.confidence;
-            print_analysis(args.settings.json, &done, |o| {
-                text::density_text(&o.family, &o.estimates, &o.excluded, confidence)
-            })?;
+            print_analysis(args.settings.json, &done, |o| o.text(confidence))?;
         }
         Command::Trend(args) => {
             let done = args.job().run(&ws)?;

@@ -35,6 +35,8 @@ use crate::{bail, JobError};
 use lmdensity_laws::loss_curve::protocol::CurveQuestion;
 
 mod leaderboard;
+pub mod measured;
+pub use leaderboard::MeasuredEstimate;
 use lmdensity_laws::loss_curve::FitMethod;
 
 /// Settings shared by every fit.
@@ -669,6 +671,32 @@ pub struct DensityOutcome {
     pub estimates: Vec<(DensityEstimate, Option<NaiveDate>)>,
     /// Table rows left out, and why.
     pub excluded: Vec<Excluded>,
+    /// Scores of the registry models read from the store's task runs (which runs, items per
+    /// task), in the order of their estimates.
+    pub measured: Vec<measured::MeasuredScore>,
+}
+
+impl DensityOutcome {
+    /// The outcome as terminal text: the estimates, then for each model measured here the
+    /// runs its score was read from.
+    pub fn text(&self, confidence: f64) -> String {
+        let mut text = lmdensity_report::text::density_text(
+            &self.family,
+            &self.estimates,
+            &self.excluded,
+            confidence,
+        );
+        for m in &self.measured {
+            text.push_str(&format!(
+                "measured here: {}: score {:.4}{} = mean of {} (stderr √(Σ seᵢ²)/k)\n",
+                m.model,
+                m.score,
+                m.stderr.map_or(String::new(), |s| format!(" ± {s:.4}")),
+                m.note()
+            ));
+        }
+        text
+    }
 }
 
 impl DensityJob {
@@ -690,7 +718,7 @@ impl DensityJob {
             estimates.push((estimate, None));
         }
         // The store is read once for every registry model asked for.
-        let mut store_values = None;
+        let (mut store_runs, mut measured) = (None, Vec::new());
         for name in &self.models {
             if let Some(row) = table.iter().find(|m| m.name.eq_ignore_ascii_case(name)) {
                 if !row.commonsense_zero_shot() {
@@ -705,27 +733,34 @@ impl DensityJob {
             let Some(entry) = registry.as_ref().and_then(|r| r.get(name).ok()) else {
                 bail!("{name}: neither a registry model nor a row of the open-models table");
             };
-            if store_values.is_none() {
-                store_values = Some(model_values(ws)?);
+            if store_runs.is_none() {
+                store_runs = Some(ws.store().runs()?);
             }
-            let fields = store_values.as_ref().and_then(|v| v.get(name.as_str()));
-            let empty = BTreeMap::new();
-            let (score, stderr) = mean_task_score(fields.unwrap_or(&empty), &COMMONSENSE_TASKS)
-                .map_err(|missing| {
-                    JobError::Invalid(format!(
-                        "{name}: no downstream-task results for {} in {} — N̂ needs its zero-shot accuracy on {} \
-                         (measure them with `lmdensity eval --model {name} --tasks commonsense`, or pass --score TASK=ACC --params N)",
-                        missing.join(", "),
-                        ws.results_dir.display(),
-                        COMMONSENSE_TASKS.join(", ")
-                    ))
-                })?;
-            let params = fields
-                .and_then(|f| f.get("params").copied())
-                .context("no parameter count in its runs")?;
+            let score = measured::measured_score(
+                store_runs.as_deref().unwrap_or_default(),
+                name,
+                &measured::zero_shot_settings(&COMMONSENSE_TASKS),
+                &ws.results_dir.display().to_string(),
+                "zero-shot",
+            )
+            .map_err(|e| {
+                JobError::Invalid(format!(
+                    "{e} — no downstream-task results on the zero-shot protocol (or pass \
+                     --score TASK=ACC --params N)"
+                ))
+            })?;
             let released = parse_release_date(&entry.release_date).ok();
-            let estimate = family.density(name, score, stderr, params, seed, confidence)?;
+            let label = format!("{name} (measured here)");
+            let estimate = family.density(
+                &label,
+                score.score,
+                score.stderr,
+                entry.params as f64,
+                seed,
+                confidence,
+            )?;
             estimates.push((estimate, released));
+            measured.push(score);
         }
         if self.models.is_empty() && self.scores.is_empty() {
             let TableDensities {
@@ -739,6 +774,7 @@ impl DensityJob {
             "reference": family,
             "estimates": estimates.iter().map(|(e, d)| json!({"released": d, "estimate": e})).collect::<Vec<_>>(),
             "excluded": excluded,
+            "measured": measured,
         });
         let saved = save(
             ws,
@@ -752,6 +788,7 @@ impl DensityJob {
                 family,
                 estimates,
                 excluded,
+                measured,
             },
             json,
             saved,
@@ -814,18 +851,50 @@ pub struct TrendOutcome {
     pub rows: Vec<PlacedRow>,
     /// Leaderboard protocol: the all-models doubling time under each variant.
     pub sensitivity: Vec<SensitivityRow>,
+    /// Leaderboard protocol: registry models measured here, placed but not fitted.
+    pub measured: Vec<MeasuredEstimate>,
+    /// Leaderboard protocol: the all-models fit with the measured models added (JSON; null
+    /// without measured models).
+    pub with_measured: serde_json::Value,
 }
 
 impl TrendOutcome {
     /// The outcome as terminal text ([`lmdensity_report::text::trend_text`]).
     pub fn text(&self, confidence: f64) -> String {
-        lmdensity_report::text::trend_text(
+        let text = lmdensity_report::text::trend_text(
             &self.family,
             &self.used,
             &self.trend,
             &self.excluded,
             &self.sensitivity,
             confidence,
+        );
+        if self.measured.is_empty() {
+            return text;
+        }
+        let rows: Vec<TableEstimate> = self.measured.iter().map(|m| m.estimate.clone()).collect();
+        let notes: Vec<(String, String)> = self
+            .measured
+            .iter()
+            .map(|m| (m.score.model.clone(), m.score.note()))
+            .collect();
+        let w = &self.with_measured;
+        let line = match (w.get("doubling_days").and_then(|d| d.as_f64()), w.get("refused")) {
+            (Some(d), _) => format!(
+                "With the measured models added to the published rows (sensitivity only): {} models, all-models least squares doubling {d:.0} days{}, Theil–Sen {}.",
+                w["models"],
+                w["doubling_days_ci"]
+                    .as_array()
+                    .and_then(|ci| Some(format!(" (CI {:.0} … {:.0})", ci.first()?.as_f64()?, ci.get(1)?.as_f64()?)))
+                    .unwrap_or_default(),
+                w["robust_doubling_days"].as_f64().map_or("—".into(), |r| format!("{r:.0} days")),
+            ),
+            (None, Some(why)) => format!("With the measured models added: refused: {why}"),
+            _ => String::new(),
+        };
+        format!(
+            "{text}\n{}",
+            lmdensity_report::text::measured_text(&rows, &notes, &line, confidence)
         )
     }
 }
@@ -884,6 +953,8 @@ impl TrendJob {
                 trend,
                 rows: Vec::new(),
                 sensitivity: Vec::new(),
+                measured: Vec::new(),
+                with_measured: serde_json::Value::Null,
             },
             json,
             saved,

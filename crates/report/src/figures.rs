@@ -432,9 +432,10 @@ fn density_trend(data: &Collected) -> Figure {
         caption: "Density ρ = N̂/N per model (N̂ from the reference family's score-to-size fit) \
                   against release date, log scale; published rows coloured by family (the \
                   largest families by name, the rest grey; whiskers = 95% bootstrap interval \
-                  where the rows are few enough to read), models measured by lmdensity (the \
-                  store's latest `density` analysis on the same protocol) in black with their \
-                  names; lines: ln ρ = A·t + B fitted to every model (least squares) and to the \
+                  where the rows are few enough to read), models measured here by `lmdensity eval` on \
+                  the same protocol (the trend's own measured entries, else the store's latest \
+                  `density` analysis on it) in black with their names and intervals, not part \
+                  of the fits; lines: ln ρ = A·t + B fitted to every model (least squares) and to the \
                   densest model per date (envelope), with the doubling time ln 2 / A in the \
                   legend; shaded: each fit's 95% pointwise bootstrap band."
             .into(),
@@ -597,15 +598,25 @@ fn trend_chart(result: &Value, measured: Option<&Value>) -> Result<Chart, String
         },
     ];
     series.extend(family_series(&models));
-    let measured: Vec<Marker> = measured
-        .and_then(|d| d.get("estimates")?.as_array().cloned())
+    // Models measured here: the trend's own `measured` entries (registry models placed from
+    // the store's runs), else the latest `density` analysis on the same protocol.
+    let own = result
+        .get("measured")
+        .and_then(Value::as_array)
+        .filter(|m| !m.is_empty());
+    let measured: Vec<Marker> = own
+        .cloned()
+        .or_else(|| measured.and_then(|d| d.get("estimates")?.as_array().cloned()))
         .unwrap_or_default()
         .iter()
         .filter_map(|m| trend_marker(m, true))
         .collect();
     if !measured.is_empty() {
         series.push(Series {
-            name: "measured by lmdensity".into(),
+            name: format!(
+                "measured here ({}, 95% CI; not in the fits)",
+                measured.len()
+            ),
             colour: 6,
             layer: Layer::Points(measured),
         });

@@ -281,7 +281,10 @@ fn density_row(estimate: &DensityEstimate, released: Option<chrono::NaiveDate>) 
     DensityRow {
         model: estimate.label.clone(),
         released: released.map_or("—".into(), |d| d.to_string()),
-        score: format!("{:.4}", estimate.score),
+        score: match estimate.score_stderr {
+            Some(se) => format!("{:.4} ± {se:.4}", estimate.score),
+            None => format!("{:.4}", estimate.score),
+        },
         params: si(estimate.params),
         effective: si(estimate.effective_params),
         effective_ci: interval(estimate.effective_params_ci, si),
@@ -302,6 +305,41 @@ fn excluded_text(excluded: &[Excluded]) -> String {
         for e in excluded {
             let _ = writeln!(out, "  {}: {}", e.name, e.reason);
         }
+    }
+    out
+}
+
+/// Models measured here on the trend's protocol: their estimates (placed on the reference,
+/// not part of the fits), each model's runs as `notes` (model, items per task), and
+/// `with_measured`, a line on the all-models fit with them added.
+pub fn measured_text(
+    rows: &[lmdensity_laws::effective::TableEstimate],
+    notes: &[(String, String)],
+    with_measured: &str,
+    confidence: f64,
+) -> String {
+    let table: Vec<DensityRow> = rows
+        .iter()
+        .map(|r| {
+            let mut row = density_row(&r.estimate, r.released);
+            if r.date_precision == Some(DatePrecision::Month) {
+                row.released = r
+                    .released
+                    .map_or("—".into(), |d| format!("{} (month)", d.format("%Y-%m")));
+            }
+            row
+        })
+        .collect();
+    let mut out = format!(
+        "Measured here (lmdensity eval on the same protocol; placed on the reference, not in the fits above): score ± its stderr (√(Σ seᵢ²)/k over the tasks' runs); {:.0}% CIs: each bootstrap replicate of the reference inverted at a score drawn from N(score, stderr²).\n{}\n",
+        100.0 * confidence,
+        Table::new(table).with(Style::sharp())
+    );
+    for (model, note) in notes {
+        let _ = writeln!(out, "  {model}: {note}");
+    }
+    if !with_measured.is_empty() {
+        let _ = writeln!(out, "{with_measured}");
     }
     out
 }

@@ -5,12 +5,18 @@
 use std::collections::BTreeMap;
 
 use lmdensity_core::progress;
+use lmdensity_core::StoredRun;
+use lmdensity_hub::registry::ModelEntry;
 use lmdensity_laws::effective::{Excluded, ReferenceFamily, TableEstimate};
 use lmdensity_laws::obsscaling::{parse_table, LeaderboardModel, TableTexts, Task};
 use lmdensity_laws::placement::{place_rows, sensitivity, PlacedRow, Variant};
-use lmdensity_laws::trend::{density_trend, DatePrecision, DatedDensity};
+use lmdensity_laws::trend::{
+    all_models_trend, density_trend, DatePrecision, DatedDensity, ReleaseDate,
+};
+use serde::Serialize;
 use serde_json::json;
 
+use super::measured::{leaderboard_settings, measured_score, MeasuredScore};
 use super::{save, Analysis, DensityJob, DensityOutcome, ReferenceSpec, TrendJob, TrendOutcome};
 use crate::error::{Context, Result};
 use crate::workspace::Workspace;
@@ -132,7 +138,10 @@ pub(super) fn trend(job: &TrendJob, ws: &Workspace) -> Result<Analysis<TrendOutc
     let variants = Variant::around(spec.family, spec.score);
     let sensitivity = sensitivity(&table, &variants, spec.max_extrapolation, &options);
     spinner.finish_and_clear();
-    let (used, excluded) = split_rows(&rows);
+    let (used, mut excluded) = split_rows(&rows);
+    let (measured, unmeasured) = measured_in_store(ws, &family, spec.score, seed, confidence)?;
+    excluded.extend(unmeasured);
+    let with_measured = with_measured(&dated, &measured, &options);
     let models: Vec<serde_json::Value> = rows
         .iter()
         .filter(|r| r.dated().is_some())
@@ -147,6 +156,11 @@ pub(super) fn trend(job: &TrendJob, ws: &Workspace) -> Result<Analysis<TrendOutc
     let json = json!({
         "protocol": "leaderboard", "reference": family, "models": models, "rows": rows,
         "excluded": excluded, "trend": trend, "sensitivity": sensitivity,
+        "measured": measured.iter().map(|m| json!({
+            "released": m.estimate.released, "date_precision": m.estimate.date_precision,
+            "estimate": m.estimate.estimate, "measured": m.score,
+        })).collect::<Vec<_>>(),
+        "with_measured": with_measured,
     });
     let name = format!("leaderboard-{}", spec.family.name());
     let saved = save(
@@ -164,6 +178,8 @@ pub(super) fn trend(job: &TrendJob, ws: &Workspace) -> Result<Analysis<TrendOutc
             trend,
             rows,
             sensitivity,
+            measured,
+            with_measured,
         },
         json,
         saved,
@@ -225,6 +241,7 @@ pub(super) fn density(job: &DensityJob, ws: &Workspace) -> Result<Analysis<Densi
         ));
     }
     let mut picked = Vec::new();
+    let (mut store_runs, mut measured) = (None, Vec::new());
     for name in &job.models {
         let row = table.iter().find(|m| {
             m.name.eq_ignore_ascii_case(name)
@@ -235,10 +252,22 @@ pub(super) fn density(job: &DensityJob, ws: &Workspace) -> Result<Analysis<Densi
         });
         match row {
             Some(row) => picked.push(row.clone()),
-            None => bail!(
-                "{name}: not a model of the leaderboard table ({label}); registry models are \
-                 measured with lm-eval's 0-shot protocol: use --protocol zero-shot"
-            ),
+            None => {
+                if store_runs.is_none() {
+                    store_runs = Some(ws.store().runs()?);
+                }
+                let runs = store_runs.as_deref().unwrap_or_default();
+                let registry = ws.registry().ok();
+                let Some(entry) = registry.as_ref().and_then(|r| r.get(name).ok()) else {
+                    bail!(
+                        "{name}: neither a model of the leaderboard table ({label}) nor a \
+                         registry model"
+                    );
+                };
+                let one = measured_density(ws, runs, entry, &family, spec.score, seed, confidence)?;
+                estimates.push((one.estimate.estimate, one.estimate.released));
+                measured.push(one.score);
+            }
         }
     }
     let all = job.models.is_empty() && job.scores.is_empty();
@@ -263,6 +292,7 @@ pub(super) fn density(job: &DensityJob, ws: &Workspace) -> Result<Analysis<Densi
     let json = json!({
         "protocol": "leaderboard", "reference": family, "rows": rows, "excluded": excluded,
         "estimates": estimates.iter().map(|(e, d)| json!({"released": d, "estimate": e})).collect::<Vec<_>>(),
+        "measured": measured,
     });
     let name = format!("leaderboard-{}", spec.family.name());
     let saved = save(
@@ -277,8 +307,141 @@ pub(super) fn density(job: &DensityJob, ws: &Workspace) -> Result<Analysis<Densi
             family,
             estimates,
             excluded,
+            measured,
         },
         json,
         saved,
     })
+}
+
+/// A registry model measured here on the leaderboard protocol: its estimate (dated from the
+/// registry) and the score it was read from.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MeasuredEstimate {
+    /// N̂ and ρ, labelled `<id> (measured here)`, with its release date.
+    pub estimate: TableEstimate,
+    /// The runs' score.
+    pub score: MeasuredScore,
+}
+
+/// N̂ and ρ of registry model `entry` from its leaderboard-protocol task runs in `runs`. The
+/// score's standard error enters the interval: each bootstrap replicate of the reference is
+/// inverted at a score drawn from N(score, stderr²).
+fn measured_density(
+    ws: &Workspace,
+    runs: &[StoredRun],
+    entry: &ModelEntry,
+    family: &ReferenceFamily,
+    score: lmdensity_laws::obsscaling::LeaderboardScore,
+    seed: u64,
+    confidence: f64,
+) -> Result<MeasuredEstimate> {
+    let store = ws.results_dir.display().to_string();
+    let settings = leaderboard_settings(score);
+    let measured = measured_score(runs, &entry.id, &settings, &store, "leaderboard")?;
+    let label = format!("{} (measured here)", entry.id);
+    let estimate = family
+        .density(
+            &label,
+            measured.score,
+            measured.stderr,
+            entry.params as f64,
+            seed,
+            confidence,
+        )
+        .with_context(|| format!("{}: placing its leaderboard score", entry.id))?;
+    let date = ReleaseDate::parse(&entry.release_date).ok();
+    Ok(MeasuredEstimate {
+        estimate: TableEstimate {
+            released: date.as_ref().map(|d| d.day),
+            date_precision: date
+                .map(|d| d.precision)
+                .filter(|p| *p == DatePrecision::Month),
+            estimate,
+        },
+        score: measured,
+    })
+}
+
+/// Every registry model in the store with a task run on one of the score's tasks at the
+/// leaderboard's shots, placed from its runs; a model whose runs do not make the score is
+/// reported with why.
+fn measured_in_store(
+    ws: &Workspace,
+    family: &ReferenceFamily,
+    score: lmdensity_laws::obsscaling::LeaderboardScore,
+    seed: u64,
+    confidence: f64,
+) -> Result<(Vec<MeasuredEstimate>, Vec<Excluded>)> {
+    let runs = ws.store().runs()?;
+    let settings = leaderboard_settings(score);
+    let mut ids: Vec<String> = runs
+        .iter()
+        .filter(|r| r.manifest.kind == "task")
+        .filter(|r| {
+            let task = r.manifest.settings.get("task").and_then(|v| v.as_str());
+            let shots = r
+                .manifest
+                .settings
+                .get("num_fewshot")
+                .and_then(|v| v.as_u64());
+            settings
+                .iter()
+                .any(|s| Some(s.task) == task && Some(s.num_fewshot) == shots && s.num_fewshot > 0)
+        })
+        .map(|r| r.manifest.model.id.clone())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let registry = match ws.registry() {
+        Ok(r) => r,
+        Err(_) if ids.is_empty() => return Ok((Vec::new(), Vec::new())),
+        Err(e) => return Err(e),
+    };
+    let (mut placed, mut left_out) = (Vec::new(), Vec::new());
+    for id in ids {
+        let outcome = registry
+            .get(&id)
+            .map_err(|e| JobError::Invalid(format!("{id}: {e}")))
+            .and_then(|entry| measured_density(ws, &runs, entry, family, score, seed, confidence));
+        match outcome {
+            Ok(one) => placed.push(one),
+            Err(e) => left_out.push(Excluded {
+                name: format!("{id} (measured here)"),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    Ok((placed, left_out))
+}
+
+/// The all-models least-squares doubling time with the measured models added to the
+/// published rows (a sensitivity line; the trend itself is the published rows' alone).
+fn with_measured(
+    dated: &[DatedDensity],
+    measured: &[MeasuredEstimate],
+    options: &lmdensity_laws::fit::FitOptions,
+) -> serde_json::Value {
+    let extra: Vec<DatedDensity> = measured
+        .iter()
+        .filter_map(|m| {
+            Some(DatedDensity {
+                label: m.estimate.estimate.label.clone(),
+                released: m.estimate.released?,
+                density: m.estimate.estimate.density,
+            })
+        })
+        .collect();
+    if extra.is_empty() {
+        return serde_json::Value::Null;
+    }
+    let all: Vec<DatedDensity> = dated.iter().cloned().chain(extra).collect();
+    match all_models_trend(&all, options) {
+        Ok((fit, robust)) => json!({
+            "models": all.len(), "doubling_days": fit.doubling_days,
+            "doubling_days_ci": fit.doubling_days_ci, "r2": fit.fit.r2,
+            "robust_doubling_days": robust.doubling_days,
+        }),
+        Err(e) => json!({ "models": all.len(), "refused": e.to_string() }),
+    }
 }
