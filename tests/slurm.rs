@@ -318,6 +318,15 @@ fn a_plan_runs_as_a_slurm_array_and_a_cancelled_task_resumes_from_its_samples() 
 
     // 1. The whole plan as one array: four cells complete, report lists their runs.
     let job = submitted_job(&cluster.lmdensity(dir.path(), &results, &submit));
+    // Submitting again while the array is queued or running submits nothing twice.
+    let again = cluster.lmdensity(dir.path(), &results, &submit);
+    assert!(
+        stdout(&again).contains("complete or queued")
+            && stdout(&again).contains("nothing submitted"),
+        "{}{}",
+        stdout(&again),
+        stderr(&again)
+    );
     let arc_samples = || -> Option<(PathBuf, usize)> {
         run_dirs(&results).into_iter().find_map(|d| {
             let manifest = std::fs::read_to_string(d.join("manifest.json")).ok()?;
@@ -403,7 +412,10 @@ fn a_plan_runs_as_a_slurm_array_and_a_cancelled_task_resumes_from_its_samples() 
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     for corpus in ["text.txt", "copa", "arc_easy", "pp32"] {
-        assert!(table.contains(corpus), "no {corpus} run in the report:\n{table}");
+        assert!(
+            table.contains(corpus),
+            "no {corpus} run in the report:\n{table}"
+        );
     }
     let out = cluster.lmdensity(dir.path(), &results, &submit);
     assert!(

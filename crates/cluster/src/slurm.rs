@@ -265,12 +265,14 @@ pub fn submit(plan: &Plan, indices: &[usize], sub: &Submission) -> Result<Submit
 pub enum SubmitOutcome {
     /// `--dry-run`: the script that would be submitted.
     Script(String),
-    /// Every cell is complete: nothing was submitted.
+    /// Every cell is complete or still queued: nothing was submitted.
     NothingToDo {
         /// The plan's id.
         plan_id: String,
         /// Its cells.
         cells: usize,
+        /// Of those, queued or running from an earlier submission.
+        queued: usize,
     },
     /// An array was submitted.
     Submitted {
@@ -285,9 +287,21 @@ impl std::fmt::Display for SubmitOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             SubmitOutcome::Script(text) => write!(f, "{text}"),
-            SubmitOutcome::NothingToDo { plan_id, cells } => writeln!(
+            SubmitOutcome::NothingToDo {
+                plan_id,
+                cells,
+                queued: 0,
+            } => writeln!(
                 f,
                 "all {cells} cells of plan {plan_id} are complete: nothing submitted"
+            ),
+            SubmitOutcome::NothingToDo {
+                plan_id,
+                cells,
+                queued,
+            } => writeln!(
+                f,
+                "the {cells} cells of plan {plan_id} are complete or queued ({queued} queued or running): nothing submitted"
             ),
             SubmitOutcome::Submitted { array, cells } => writeln!(
                 f,
@@ -315,7 +329,12 @@ pub fn submit_plan(
     if !dry_run {
         preflight(&submission)?;
     }
-    let todo = unfinished(ws, &plan)?;
+    // Cells still queued or running from an earlier submission are not submitted twice.
+    let busy = queued_cells(&ws.results_dir, &plan.plan_id).unwrap_or_default();
+    let todo: Vec<usize> = unfinished(ws, &plan)?
+        .into_iter()
+        .filter(|i| !busy.contains(i))
+        .collect();
     if dry_run {
         return Ok(SubmitOutcome::Script(script(&plan, &todo, &submission)));
     }
@@ -323,12 +342,31 @@ pub fn submit_plan(
         return Ok(SubmitOutcome::NothingToDo {
             plan_id: plan.plan_id,
             cells: plan.cells.len(),
+            queued: busy.len(),
         });
     }
     Ok(SubmitOutcome::Submitted {
         array: submit(&plan, &todo, &submission)?,
         cells: plan.cells.len(),
     })
+}
+
+/// Indices of `plan_id`'s cells that Slurm has pending or running in an earlier array.
+fn queued_cells(results_dir: &Path, plan_id: &str) -> Result<Vec<usize>> {
+    let ids: Vec<String> = submissions(results_dir, plan_id)?
+        .into_iter()
+        .map(|a| a.job_id)
+        .collect();
+    Ok(queue(&ids)?
+        .into_iter()
+        .filter(|t| {
+            matches!(
+                t.state.as_str(),
+                "PENDING" | "RUNNING" | "REQUEUED" | "CONFIGURING" | "RESIZING" | "SUSPENDED"
+            )
+        })
+        .map(|t| t.index)
+        .collect())
 }
 
 /// The arrays submitted for `plan_id`, oldest first.
