@@ -319,3 +319,45 @@ fn bad_plans_and_submissions_are_refused_before_anything_runs() {
     );
     assert!(!dir.path().join("results/slurm/submissions.jsonl").exists());
 }
+
+/// A plan made against one registry and submitted with another that lacks its model: refused
+/// naming the plan, the cell and the id, before anything is submitted.
+#[test]
+fn a_plan_whose_model_the_registry_lacks_is_refused_before_submitting() {
+    let (dir, model, _) = tiny_setup();
+    let sha = lmdensity_hub::fetch::hash_file(&model, false).expect("hash");
+    let registry = write_tiny_registry(
+        dir.path(),
+        "",
+        &sha,
+        &format!("type = \"path\"\npath = \"{}\"", model.display()),
+    );
+    let spec = dir.path().join("sweep.toml");
+    std::fs::write(
+        &spec,
+        "models = [\"tiny\"]\n[[tasks]]\ntasks = \"copa\"\nlimit = 2\n",
+    )
+    .expect("spec");
+    let plan = dir.path().join("plan.json");
+    let (spec_arg, plan_arg) = (spec.to_str().expect("utf8"), plan.to_str().expect("utf8"));
+    let reg_arg = registry.to_str().expect("utf8");
+    let out = lmdensity(
+        dir.path(),
+        &["--registry", reg_arg, "plan", spec_arg, "-o", plan_arg],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Without models.toml in the working directory, the built-in registry is used.
+    std::fs::remove_file(&registry).expect("remove");
+    let out = lmdensity(dir.path(), &["slurm", "submit", "--plan", plan_arg]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("plan.json: cell 0 (tiny task copa 0-shot limit 2)")
+            && err.contains("no model with id `tiny`"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("results/slurm").exists(),
+        "nothing submitted"
+    );
+}
