@@ -394,3 +394,82 @@ fn leaderboard_runs_that_do_not_make_the_score_are_named() {
         assert!(err.contains(needle), "{needle:?} not in {err}");
     }
 }
+
+/// `density --sweep`: every variant of a curated sweep placed on the arc_easy reference, N̂ per
+/// GB and × tg128 from the sweep's own sizes and speeds, a higher score never a lower N̂, and a
+/// sweep without tasks refused naming the file.
+#[test]
+fn a_quantization_sweep_gets_an_effective_size_per_variant() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sweep = repo_root().join("results/curated/sweep-quant/gemma-3-270m/sweep.json");
+    let table: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(&sweep).expect("sweep")).expect("json");
+    let store = dir.path().join("store");
+    let registry = repo_root().join("models.toml");
+    let registry = registry.to_str().expect("utf8");
+    let run = |file: &Path| {
+        let args = [
+            "--quiet",
+            "--results-dir",
+            store.to_str().expect("utf8"),
+            "--registry",
+            registry,
+            "density",
+            "--sweep",
+            file.to_str().expect("utf8"),
+            "--bootstrap",
+            "100",
+            "--json",
+        ];
+        lmdensity(dir.path(), &args)
+    };
+    let json = json_of(&run(&sweep));
+    let variants = json["sweep"]["variants"].as_array().expect("variants");
+    let rows = table["rows"].as_array().expect("rows");
+    assert_eq!(variants.len(), rows.len());
+    assert_eq!(json["sweep"]["tasks"], serde_json::json!(["arc_easy"]));
+    for (v, row) in variants.iter().zip(rows) {
+        let n_hat = v["estimate"]["effective_params"].as_f64().expect("N̂");
+        let bytes = row["file_bytes"].as_f64().expect("bytes");
+        let per_gb = v["effective_per_gb"].as_f64().expect("per GB");
+        assert!((per_gb - n_hat / (bytes / 1e9)).abs() < 1e-6 * per_gb);
+        let tg = row["tg128"]["mean_ts"].as_f64().expect("tg");
+        assert!((v["effective_times_ts"].as_f64().expect("×ts") - n_hat * tg).abs() < 1e-3);
+        assert_eq!(v["estimate"]["score"], row["tasks"]["arc_easy"]["value"]);
+        let (lo, hi) = (
+            v["estimate"]["effective_params_ci"][0]
+                .as_f64()
+                .expect("lo"),
+            v["estimate"]["effective_params_ci"][1]
+                .as_f64()
+                .expect("hi"),
+        );
+        assert!(lo < n_hat && n_hat < hi, "{lo} {n_hat} {hi}");
+    }
+    for a in variants {
+        for b in variants {
+            let (sa, sb) = (
+                a["estimate"]["score"].as_f64(),
+                b["estimate"]["score"].as_f64(),
+            );
+            let (na, nb) = (
+                a["estimate"]["effective_params"].as_f64(),
+                b["estimate"]["effective_params"].as_f64(),
+            );
+            if sa > sb {
+                assert!(na > nb, "{} vs {}", a["variant"], b["variant"]);
+            }
+        }
+    }
+    let mut no_tasks = table.clone();
+    for row in no_tasks["rows"].as_array_mut().expect("rows") {
+        row["tasks"] = serde_json::json!({});
+    }
+    let bad = dir.path().join("sweep.json");
+    fs::write(&bad, no_tasks.to_string()).expect("write");
+    let out = run(&bad);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains("no task was scored on every variant"), "{err}");
+    assert!(err.contains(bad.to_str().expect("utf8")), "{err}");
+}

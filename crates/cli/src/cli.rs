@@ -500,6 +500,9 @@ pub struct DensityArgs {
     /// Name of the model given by --score.
     #[arg(long, default_value = "model")]
     pub name: String,
+    /// A sweep-quant table (sweep.json): N̂, ρ, N̂ per GB and × tg128 t/s of each variant.
+    #[arg(long)]
+    pub sweep: Option<PathBuf>,
     /// Reference settings.
     #[command(flatten)]
     pub reference: ReferenceArgs,

@@ -260,6 +260,7 @@ impl DensityArgs {
             name: self.name.clone(),
             reference: self.reference.spec(),
             settings: self.settings.settings(),
+            sweep: self.sweep.clone(),
         }
     }
 }

@@ -36,6 +36,7 @@ use lmdensity_laws::loss_curve::protocol::CurveQuestion;
 
 mod leaderboard;
 pub mod measured;
+pub mod quant;
 pub use leaderboard::MeasuredEstimate;
 use lmdensity_laws::loss_curve::FitMethod;
 
@@ -660,6 +661,9 @@ pub struct DensityJob {
     pub reference: ReferenceSpec,
     /// Bootstrap and confidence.
     pub settings: FitSettings,
+    /// A `sweep-quant` table (`sweep.json`): its variants on the Pythia 0-shot reference
+    /// fitted on the sweep's tasks (see [`quant::sweep_density`]), instead of `models`.
+    pub sweep: Option<PathBuf>,
 }
 
 /// Density estimates, with the reference and what was left out.
@@ -674,6 +678,8 @@ pub struct DensityOutcome {
     /// Scores of the registry models read from the store's task runs (which runs, items per
     /// task), in the order of their estimates.
     pub measured: Vec<measured::MeasuredScore>,
+    /// With `--sweep`: the sweep's variants, with N̂ per GB and × tokens/s.
+    pub sweep: Option<quant::SweepDensity>,
 }
 
 impl DensityOutcome {
@@ -686,6 +692,9 @@ impl DensityOutcome {
             &self.excluded,
             confidence,
         );
+        if let Some(sweep) = &self.sweep {
+            text.push_str(&sweep.markdown());
+        }
         for m in &self.measured {
             text.push_str(&format!(
                 "measured here: {}: score {:.4}{} = mean of {} (stderr √(Σ seᵢ²)/k)\n",
@@ -704,6 +713,9 @@ impl DensityJob {
     pub fn run(&self, ws: &Workspace) -> Result<Analysis<DensityOutcome>> {
         if self.reference.protocol == Some(Protocol::Leaderboard) {
             return leaderboard::density(self, ws);
+        }
+        if let Some(path) = &self.sweep {
+            return self.sweep_run(path, ws);
         }
         let options = self.settings.options()?;
         let (seed, confidence) = (self.settings.seed, self.settings.confidence);
@@ -789,6 +801,43 @@ impl DensityJob {
                 estimates,
                 excluded,
                 measured,
+                sweep: None,
+            },
+            json,
+            saved,
+        })
+    }
+
+    /// `density --sweep FILE`: the sweep's variants on the Pythia reference of its tasks.
+    fn sweep_run(&self, path: &Path, ws: &Workspace) -> Result<Analysis<DensityOutcome>> {
+        if !self.models.is_empty() || !self.scores.is_empty() {
+            bail!("--sweep places a sweep's variants; give no models or --score with it");
+        }
+        let options = self.settings.options()?;
+        let (sweep, family) = quant::sweep_density(path, &self.reference, &options, ws)?;
+        let estimates = sweep
+            .variants
+            .iter()
+            .map(|v| (v.estimate.clone(), None))
+            .collect();
+        let json = json!({ "reference": family, "sweep": sweep });
+        let mut settings = self.reference.json(&self.settings);
+        settings.insert("tasks".into(), json!(sweep.tasks));
+        settings.insert("sweep".into(), json!(path.display().to_string()));
+        let saved = save(
+            ws,
+            "density",
+            &format!("sweep-{}", sweep.model),
+            settings,
+            &json,
+        )?;
+        Ok(Analysis {
+            outcome: DensityOutcome {
+                family,
+                estimates,
+                excluded: Vec::new(),
+                measured: Vec::new(),
+                sweep: Some(sweep),
             },
             json,
             saved,

@@ -308,6 +308,7 @@ pub(super) fn density(job: &DensityJob, ws: &Workspace) -> Result<Analysis<Densi
             estimates,
             excluded,
             measured,
+            sweep: None,
         },
         json,
         saved,
