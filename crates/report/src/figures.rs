@@ -67,6 +67,26 @@ fn task_scores(data: &Collected) -> BTreeMap<(String, String), (f64, Option<f64>
         .collect()
 }
 
+/// As [`task_scores`], from 0-shot runs only (`num_fewshot` 0 or absent): a store holding
+/// few-shot runs of the same tasks (the leaderboard protocol) does not mix them in.
+fn zero_shot_task_scores(data: &Collected) -> BTreeMap<(String, String), (f64, Option<f64>)> {
+    let zero_shot = data.complete("task").filter(|r| {
+        r.manifest
+            .settings
+            .get("num_fewshot")
+            .and_then(Value::as_u64)
+            .unwrap_or(0)
+            == 0
+    });
+    latest_by(zero_shot, task_name)
+        .into_iter()
+        .filter_map(|((model, task), run)| {
+            let acc = metric(run, &format!("{task}/acc"))?;
+            Some(((model, task), acc))
+        })
+        .collect()
+}
+
 fn task_accuracy(data: &Collected) -> Figure {
     let scores = task_scores(data);
     // How each model's runs were done (`0-shot validation`, `0-shot test, first 500`).
@@ -159,7 +179,7 @@ fn bits_per_byte(data: &Collected, corpus: &str) -> BTreeMap<String, (f64, Optio
 /// error over the tasks every such model has.
 fn store_loss_error(data: &Collected) -> Figure {
     let bpb = bits_per_byte(data, "ptb-test");
-    let scores = task_scores(data);
+    let scores = zero_shot_task_scores(data);
     let models: Vec<&String> = bpb
         .keys()
         .filter(|m| scores.keys().any(|(sm, _)| sm == *m))
@@ -190,7 +210,7 @@ fn store_loss_error(data: &Collected) -> Figure {
     let caption = format!(
         "Gadre et al.'s law Err(L) = ε − k·exp(−γ·L) fitted (Levenberg–Marquardt, 200 bootstrap \
          resamples, seed 0) to this store's models: L = bits per byte on PTB test (harness mode), \
-         Err = mean top-1 error over the tasks every such model has ({}). Shaded: 95% pointwise \
+         Err = mean 0-shot top-1 error over the tasks every such model has ({}). Shaded: 95% pointwise \
          bootstrap band.",
         if common.is_empty() {
             "none".to_string()
