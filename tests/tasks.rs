@@ -299,8 +299,9 @@ fn curated_task_runs_recompute_from_their_samples_and_feed_density() {
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json");
-    // Regression: a registry model's row showed "released —" though models.toml dates it.
-    assert_eq!(json["estimates"][0]["released"], "2024-11-01");
+    // Regression: a registry model's row showed "released —" though models.toml dates it; a
+    // month-only date (`2024-11`) is placed mid-month, as every YYYY-MM date is.
+    assert_eq!(json["estimates"][0]["released"], "2024-11-15");
     let estimate = &json["estimates"][0]["estimate"];
     assert!(
         estimate["score_stderr"]

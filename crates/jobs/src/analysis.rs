@@ -407,6 +407,24 @@ fn law_outcome(
 }
 
 /// Writes an analysis to the results store and says where.
+impl DensityOutcome {
+    /// Saves `json` as a density analysis named `name` and returns it with this outcome.
+    fn saved(
+        self,
+        ws: &Workspace,
+        name: &str,
+        settings: BTreeMap<String, serde_json::Value>,
+        json: serde_json::Value,
+    ) -> Result<Analysis<DensityOutcome>> {
+        let saved = save(ws, "density", name, settings, &json)?;
+        Ok(Analysis {
+            outcome: self,
+            json,
+            saved,
+        })
+    }
+}
+
 fn save(
     ws: &Workspace,
     kind: &str,
@@ -788,24 +806,14 @@ impl DensityJob {
             "excluded": excluded,
             "measured": measured,
         });
-        let saved = save(
-            ws,
-            "density",
-            "pythia",
-            self.reference.json(&self.settings),
-            &json,
-        )?;
-        Ok(Analysis {
-            outcome: DensityOutcome {
-                family,
-                estimates,
-                excluded,
-                measured,
-                sweep: None,
-            },
-            json,
-            saved,
-        })
+        DensityOutcome {
+            family,
+            estimates,
+            excluded,
+            measured,
+            sweep: None,
+        }
+        .saved(ws, "pythia", self.reference.json(&self.settings), json)
     }
 
     /// `density --sweep FILE`: the sweep's variants on the Pythia reference of its tasks.
@@ -824,24 +832,15 @@ impl DensityJob {
         let mut settings = self.reference.json(&self.settings);
         settings.insert("tasks".into(), json!(sweep.tasks));
         settings.insert("sweep".into(), json!(path.display().to_string()));
-        let saved = save(
-            ws,
-            "density",
-            &format!("sweep-{}", sweep.model),
-            settings,
-            &json,
-        )?;
-        Ok(Analysis {
-            outcome: DensityOutcome {
-                family,
-                estimates,
-                excluded: Vec::new(),
-                measured: Vec::new(),
-                sweep: Some(sweep),
-            },
-            json,
-            saved,
-        })
+        let name = format!("sweep-{}", sweep.model);
+        DensityOutcome {
+            family,
+            estimates,
+            excluded: Vec::new(),
+            measured: Vec::new(),
+            sweep: Some(sweep),
+        }
+        .saved(ws, &name, settings, json)
     }
 
     /// The mean of the `TASK=ACC` scores over the reference's tasks, and `params`.

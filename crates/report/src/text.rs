@@ -298,6 +298,21 @@ fn density_row(estimate: &DensityEstimate, released: Option<chrono::NaiveDate>) 
     }
 }
 
+/// Table rows of dated estimates; a month-only date reads `YYYY-MM (month)`.
+fn dated_rows(rows: &[lmdensity_laws::effective::TableEstimate]) -> Vec<DensityRow> {
+    rows.iter()
+        .map(|r| {
+            let mut row = density_row(&r.estimate, r.released);
+            if r.date_precision == Some(DatePrecision::Month) {
+                row.released = r
+                    .released
+                    .map_or("—".into(), |d| format!("{} (month)", d.format("%Y-%m")));
+            }
+            row
+        })
+        .collect()
+}
+
 fn excluded_text(excluded: &[Excluded]) -> String {
     let mut out = String::new();
     if !excluded.is_empty() {
@@ -318,18 +333,7 @@ pub fn measured_text(
     with_measured: &str,
     confidence: f64,
 ) -> String {
-    let table: Vec<DensityRow> = rows
-        .iter()
-        .map(|r| {
-            let mut row = density_row(&r.estimate, r.released);
-            if r.date_precision == Some(DatePrecision::Month) {
-                row.released = r
-                    .released
-                    .map_or("—".into(), |d| format!("{} (month)", d.format("%Y-%m")));
-            }
-            row
-        })
-        .collect();
+    let table = dated_rows(rows);
     let mut out = format!(
         "Measured here (lmdensity eval on the same protocol; placed on the reference, not in the fits above): score ± its stderr (√(Σ seᵢ²)/k over the tasks' runs); {:.0}% CIs: each bootstrap replicate of the reference inverted at a score drawn from N(score, stderr²).\n{}\n",
         100.0 * confidence,
@@ -487,18 +491,7 @@ pub fn trend_text(
     sensitivity: &[SensitivityRow],
     confidence: f64,
 ) -> String {
-    let rows: Vec<DensityRow> = used
-        .iter()
-        .map(|r| {
-            let mut row = density_row(&r.estimate, r.released);
-            if r.date_precision == Some(DatePrecision::Month) {
-                row.released = r
-                    .released
-                    .map_or("—".into(), |d| format!("{} (month)", d.format("%Y-%m")));
-            }
-            row
-        })
-        .collect();
+    let rows = dated_rows(used);
     let sensitivity = match sensitivity.is_empty() {
         true => String::new(),
         false => format!(

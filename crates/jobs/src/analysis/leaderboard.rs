@@ -295,24 +295,14 @@ pub(super) fn density(job: &DensityJob, ws: &Workspace) -> Result<Analysis<Densi
         "measured": measured,
     });
     let name = format!("leaderboard-{}", spec.family.name());
-    let saved = save(
-        ws,
-        "density",
-        &name,
-        settings_json(spec, &job.settings, &label),
-        &json,
-    )?;
-    Ok(Analysis {
-        outcome: DensityOutcome {
-            family,
-            estimates,
-            excluded,
-            measured,
-            sweep: None,
-        },
-        json,
-        saved,
-    })
+    DensityOutcome {
+        family,
+        estimates,
+        excluded,
+        measured,
+        sweep: None,
+    }
+    .saved(ws, &name, settings_json(spec, &job.settings, &label), json)
 }
 
 /// A registry model measured here on the leaderboard protocol: its estimate (dated from the
