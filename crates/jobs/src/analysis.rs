@@ -407,6 +407,24 @@ fn law_outcome(
 }
 
 /// Writes an analysis to the results store and says where.
+impl TrendOutcome {
+    /// Saves `json` as a trend analysis named `name` and returns it with this outcome.
+    fn saved(
+        self,
+        ws: &Workspace,
+        name: &str,
+        settings: BTreeMap<String, serde_json::Value>,
+        json: serde_json::Value,
+    ) -> Result<Analysis<TrendOutcome>> {
+        let saved = save(ws, "trend", name, settings, &json)?;
+        Ok(Analysis {
+            outcome: self,
+            json,
+            saved,
+        })
+    }
+}
+
 impl DensityOutcome {
     /// Saves `json` as a density analysis named `name` and returns it with this outcome.
     fn saved(
@@ -986,27 +1004,17 @@ impl TrendJob {
         let trend = density_trend(&dated, &options)?;
         let json =
             json!({ "reference": family, "models": used, "excluded": excluded, "trend": trend });
-        let saved = save(
-            ws,
-            "trend",
-            "pythia",
-            self.reference.json(&self.settings),
-            &json,
-        )?;
-        Ok(Analysis {
-            outcome: TrendOutcome {
-                family,
-                used,
-                excluded,
-                trend,
-                rows: Vec::new(),
-                sensitivity: Vec::new(),
-                measured: Vec::new(),
-                with_measured: serde_json::Value::Null,
-            },
-            json,
-            saved,
-        })
+        TrendOutcome {
+            family,
+            used,
+            excluded,
+            trend,
+            rows: Vec::new(),
+            sensitivity: Vec::new(),
+            measured: Vec::new(),
+            with_measured: serde_json::Value::Null,
+        }
+        .saved(ws, "pythia", self.reference.json(&self.settings), json)
     }
 }
 

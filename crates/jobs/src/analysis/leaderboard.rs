@@ -17,7 +17,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::measured::{leaderboard_settings, measured_score, MeasuredScore};
-use super::{save, Analysis, DensityJob, DensityOutcome, ReferenceSpec, TrendJob, TrendOutcome};
+use super::{Analysis, DensityJob, DensityOutcome, ReferenceSpec, TrendJob, TrendOutcome};
 use crate::error::{Context, Result};
 use crate::workspace::Workspace;
 use crate::{bail, JobError};
@@ -163,27 +163,17 @@ pub(super) fn trend(job: &TrendJob, ws: &Workspace) -> Result<Analysis<TrendOutc
         "with_measured": with_measured,
     });
     let name = format!("leaderboard-{}", spec.family.name());
-    let saved = save(
-        ws,
-        "trend",
-        &name,
-        settings_json(spec, &job.settings, &label),
-        &json,
-    )?;
-    Ok(Analysis {
-        outcome: TrendOutcome {
-            family,
-            used,
-            excluded,
-            trend,
-            rows,
-            sensitivity,
-            measured,
-            with_measured,
-        },
-        json,
-        saved,
-    })
+    TrendOutcome {
+        family,
+        used,
+        excluded,
+        trend,
+        rows,
+        sensitivity,
+        measured,
+        with_measured,
+    }
+    .saved(ws, &name, settings_json(spec, &job.settings, &label), json)
 }
 
 /// The mean of `TASK=ACC` scores over the leaderboard score's tasks (lm-eval task names).
