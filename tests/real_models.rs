@@ -166,3 +166,77 @@ fn real_shared_context_scores_equal_independent_scoring_bit_for_bit() {
         }
     }
 }
+
+/// Packed scoring (many items per decode call, each shared token decoded once for all the
+/// sequences that read it, ubatches of 512) against every (context, choice) scored alone from
+/// an empty cache. llama.cpp's larger-ubatch kernels round differently, so the scores agree to
+/// a stated tolerance, not bit for bit: each choice's log-likelihood within 0.15 nats + 4% of
+/// its magnitude (measured on these items: at most 0.72 nats = 1.5% for SmolLM2, 0.59 nats =
+/// 2.7% for Gemma 3; with ubatches of 32 the same packs give SmolLM2's scores bit for bit,
+/// so the differences are the kernels', not the packing's; README, "Numerics", has full-task
+/// figures), and every item picks the same choice.
+/// Also: two items sharing a few-shot prefix decode it once, and requests come back in order.
+#[test]
+fn real_packed_scores_match_independent_scoring_within_tolerance() {
+    for id in ["smollm2-135m-instruct", "gemma-3-270m"] {
+        let model = load(id);
+        let bos = model.info().bos.filter(|_| id.starts_with("gemma"));
+        let shots = "Question: What colour is the sky on a clear day?\nAnswer: blue\n\n\
+                     Question: How many legs does a spider have?\nAnswer: eight\n\n";
+        let items: Vec<(String, Vec<&str>)> = vec![
+            (PASSAGE.into(), vec![" It is a pleasant place to live.", " Bananas.", " The river floods every spring, and the old bridge has been rebuilt three times since the railway came."]),
+            (format!("{shots}Question: What is the capital of France?\nAnswer:"), vec![" Paris", " London", " a large potato"]),
+            (format!("{shots}Question: What do bees make?\nAnswer:"), vec![" honey", " bricks"]),
+            ("The man turned on the faucet therefore".into(), vec!["  the toilet filled with water.", "  water flowed from the spout."]),
+        ];
+        let mut requests = Vec::new();
+        let mut item_of = Vec::new();
+        for (i, (context, choices)) in items.iter().enumerate() {
+            let mut ctx: Vec<i32> = bos.into_iter().collect();
+            ctx.extend(model.tokenize(context, false));
+            for c in choices {
+                let mut t = ctx.clone();
+                t.extend(model.tokenize(c, false));
+                requests.push(ScoreRequest {
+                    tokens: t,
+                    score_from: ctx.len(),
+                });
+                item_of.push(i);
+            }
+        }
+        let mut packed = model.packed_session(256).expect("session");
+        assert!(packed.packs_independent_requests());
+        let a = packed.score(&requests).expect("packed");
+        let decoded = packed.tokens_decoded();
+        let mut independent = model.independent_session(256).expect("session");
+        let b = independent.score(&requests).expect("independent");
+        let inputs: usize = requests.iter().map(|r| r.tokens.len() - 1).sum();
+        assert!(
+            (decoded as usize) < inputs / 2,
+            "{id}: {decoded} tokens decoded for {inputs} input tokens: shared tokens go once"
+        );
+        let total =
+            |s: &Vec<lmdensity_backend::TokenScore>| s.iter().map(|x| x.logprob).sum::<f64>();
+        for (r, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x.len(), y.len(), "{id}: one score per target");
+            let (x, y) = (total(x), total(y));
+            let tolerance = 0.15 + 0.04 * y.abs();
+            assert!(
+                (x - y).abs() <= tolerance,
+                "{id}, request {r}: packed {x:.4} vs independent {y:.4} nats, beyond {tolerance:.3}"
+            );
+        }
+        for i in 0..items.len() {
+            let pick = |s: &[Vec<lmdensity_backend::TokenScore>]| {
+                let lls: Vec<f64> = (0..s.len())
+                    .filter(|&r| item_of[r] == i)
+                    .map(|r| total(&s[r]))
+                    .collect();
+                lls.iter()
+                    .enumerate()
+                    .fold(0, |best, (k, v)| if *v > lls[best] { k } else { best })
+            };
+            assert_eq!(pick(&a), pick(&b), "{id}: item {i} picks the same choice");
+        }
+    }
+}

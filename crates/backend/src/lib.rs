@@ -134,6 +134,20 @@ pub trait LanguageModel {
         requests: &[ScoreRequest],
         visit: Option<&mut LogitsVisitor<'_>>,
     ) -> Result<Vec<Vec<TokenScore>>, BackendError>;
+
+    /// Whether [`LanguageModel::score`] packs independent requests (other items) into shared
+    /// decode calls, so callers gain by handing many items' requests over at once. Engines
+    /// that score one item at a time say `false` (the default), and callers then hand over
+    /// one item's requests per call (its choices still share their context).
+    fn packs_independent_requests(&self) -> bool {
+        false
+    }
+
+    /// Tokens this session has run through the model so far (its decode calls' sizes), for
+    /// throughput figures; 0 where the engine does not count.
+    fn tokens_decoded(&self) -> u64 {
+        0
+    }
 }
 
 /// Receives `(request index, logits row, its log-softmax normalizer)` for every scored target,
@@ -303,10 +317,43 @@ pub fn score_rows(
             })
             .collect();
     }
-    let one = |&(p, logits, t): &(usize, &[f32], TokenId)| {
-        score_logits(logits, t).map_err(|value| BackendError::NonFiniteLogits {
-            index,
-            position: p,
+    let rows: Vec<ScoredRow<'_>> = rows
+        .iter()
+        .map(|&(position, logits, target)| ScoredRow {
+            request: index,
+            position,
+            logits,
+            target,
+        })
+        .collect();
+    score_row_set(&rows, threads)
+}
+
+/// One logits row to score: which request and position it belongs to (for errors), the row,
+/// and the target token it predicts.
+#[derive(Debug, Clone, Copy)]
+pub struct ScoredRow<'a> {
+    /// Request index, named in a non-finite-logits error.
+    pub request: usize,
+    /// Position of the row in its request.
+    pub position: usize,
+    /// The logits row.
+    pub logits: &'a [f32],
+    /// The token whose score is wanted.
+    pub target: TokenId,
+}
+
+/// Scores rows of any requests with [`score_logits`], in order, split over `threads` threads
+/// when there are enough rows (the vocabulary can be 262k wide: log-softmax is a real part of
+/// scoring time, so engines hand over every row of a decode call at once).
+pub fn score_row_set(
+    rows: &[ScoredRow<'_>],
+    threads: usize,
+) -> Result<Vec<TokenScore>, BackendError> {
+    let one = |row: &ScoredRow<'_>| {
+        score_logits(row.logits, row.target).map_err(|value| BackendError::NonFiniteLogits {
+            index: row.request,
+            position: row.position,
             value,
         })
     };

@@ -569,11 +569,10 @@ pub struct EvalArgs {
     /// Seed of the few-shot sampler.
     #[arg(long, default_value_t = TaskJob::DEFAULT_SEED)]
     pub seed: u64,
-    /// Score each (context, choice) pair from an empty cache instead of evaluating the shared
-    /// context once (for comparison: slower; scores equal up to llama.cpp's batch-shape
-    /// noise, see README "Numerics").
-    #[arg(long)]
-    pub no_shared_context: bool,
+    /// packed: many items per decode call; batch-invariant: one item per call, ubatches ≤ 32
+    /// (bit-reproducible); independent: every choice from an empty cache (README "Numerics")
+    #[arg(long, default_value = "packed", value_parser = names(jobs::Scoring::NAMES, jobs::Scoring::parse))]
+    pub scoring: jobs::Scoring,
     /// Task declarations (default: the tasks.toml built into the binary).
     #[arg(long)]
     pub tasks_file: Option<PathBuf>,

@@ -63,7 +63,7 @@ impl EvalArgs {
             limit: self.limit,
             num_fewshot: self.num_fewshot,
             seed: self.seed,
-            no_shared_context: self.no_shared_context,
+            scoring: self.scoring,
             tasks_file: self.tasks_file.clone(),
             resume: self.resume,
             lm_eval_json: self.lm_eval_json.clone(),

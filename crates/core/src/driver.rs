@@ -38,6 +38,20 @@ pub trait Resumable {
     /// Computes one unit: its samples, in the order they are stored.
     fn compute(&mut self, unit: usize) -> Result<Vec<Sample>, Self::Error>;
 
+    /// How many of the `pending` units (unfinished, in order) to compute together with
+    /// [`Resumable::compute_group`]: 1 (the default) computes one unit per call. A group is
+    /// stored only when all of it is computed, so an interruption loses at most one group.
+    fn group_len(&self, _pending: &[usize]) -> usize {
+        1
+    }
+
+    /// Computes several units in one call (an engine packs their work into shared decode
+    /// calls): each unit's samples, in the order of `units`. The default computes them one
+    /// by one.
+    fn compute_group(&mut self, units: &[usize]) -> Result<Vec<Vec<Sample>>, Self::Error> {
+        units.iter().map(|&u| self.compute(u)).collect()
+    }
+
     /// The run's metrics over `samples` (finished units in unit order).
     fn metrics(&self, samples: &[Sample], status: RunStatus, elapsed_s: f64) -> RunMetrics;
 }
@@ -60,8 +74,17 @@ pub fn drive<W: Resumable>(
     let total: usize = (0..work.n_units()).map(|u| work.weight(u)).sum();
     let mut progress: usize = done.iter().map(|&u| work.weight(u)).sum();
     on_progress(progress, total);
-    for unit in (0..work.n_units()).filter(|u| !done.contains(u)) {
-        let samples = match work.compute(unit) {
+    let pending: Vec<usize> = (0..work.n_units()).filter(|u| !done.contains(u)).collect();
+    let mut next = 0;
+    while next < pending.len() {
+        let rest = &pending[next..];
+        let group = &rest[..work.group_len(rest).clamp(1, rest.len())];
+        next += group.len();
+        let computed = match group {
+            [unit] => work.compute(*unit).map(|samples| vec![samples]),
+            _ => work.compute_group(group),
+        };
+        let computed = match computed {
             Ok(samples) => samples,
             Err(e) => {
                 let partial = work.metrics(&in_order(&kept), RunStatus::Partial, elapsed(&started));
@@ -69,11 +92,13 @@ pub fn drive<W: Resumable>(
                 return Err(e);
             }
         };
-        for sample in samples {
-            run.append_sample(&sample)?;
-            kept.push((unit, sample));
+        for (&unit, samples) in group.iter().zip(computed) {
+            for sample in samples {
+                run.append_sample(&sample)?;
+                kept.push((unit, sample));
+            }
+            progress += work.weight(unit);
         }
-        progress += work.weight(unit);
         on_progress(progress, total);
     }
     let metrics = work.metrics(&in_order(&kept), RunStatus::Complete, elapsed(&started));
@@ -120,6 +145,8 @@ mod tests {
         n: usize,
         fail_at: Option<usize>,
         computed: Vec<usize>,
+        /// Units per group (1: one at a time).
+        group: usize,
     }
 
     #[derive(Debug)]
@@ -160,6 +187,9 @@ mod tests {
             }
             self.computed.push(unit);
             Ok(vec![item(unit)])
+        }
+        fn group_len(&self, _pending: &[usize]) -> usize {
+            self.group
         }
         fn metrics(&self, samples: &[Sample], status: RunStatus, elapsed_s: f64) -> RunMetrics {
             let indices: Vec<f64> = samples
@@ -212,6 +242,7 @@ mod tests {
             n: 5,
             fail_at: Some(3),
             computed: Vec::new(),
+            group: 1,
         };
         assert!(drive(&mut work, &mut run, &mut |_, _| {}).is_err());
         let partial = run.read_metrics().expect("read").expect("partial metrics");
@@ -224,6 +255,7 @@ mod tests {
             n: 5,
             fail_at: None,
             computed: Vec::new(),
+            group: 1,
         };
         let done = drive(&mut work, &mut run, &mut |d, t| seen.push((d, t))).expect("finish");
         assert_eq!(
@@ -242,6 +274,43 @@ mod tests {
     }
 
     #[test]
+    fn a_failed_group_keeps_the_groups_before_it_and_resuming_computes_it_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ResultsStore::new(dir.path());
+        let mut run = store.create_run(manifest()).expect("run");
+        let mut work = Counting {
+            n: 7,
+            fail_at: Some(3),
+            computed: Vec::new(),
+            group: 2,
+        };
+        let mut seen = Vec::new();
+        assert!(drive(&mut work, &mut run, &mut |d, t| seen.push((d, t))).is_err());
+        assert_eq!(
+            seen,
+            vec![(0, 7), (2, 7)],
+            "progress moves a group at a time"
+        );
+        let partial = run.read_metrics().expect("read").expect("partial metrics");
+        assert_eq!(
+            partial.get("n").expect("n").value,
+            2.0,
+            "unit 2 was computed, but its group (2, 3) failed and is not stored"
+        );
+        let mut run = store.find_resumable("k").expect("find").expect("resumable");
+        let mut work = Counting {
+            n: 7,
+            fail_at: None,
+            computed: Vec::new(),
+            group: 3,
+        };
+        let done = drive(&mut work, &mut run, &mut |_, _| {}).expect("finish");
+        assert_eq!(work.computed, vec![2, 3, 4, 5, 6]);
+        assert_eq!(done.get("n").expect("n").value, 7.0);
+        assert_eq!(done.get("first").expect("first").value, 0.0);
+    }
+
+    #[test]
     fn duplicated_units_keep_their_first_copy_and_samples_are_in_unit_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = ResultsStore::new(dir.path());
@@ -255,6 +324,7 @@ mod tests {
             n: 3,
             fail_at: None,
             computed: Vec::new(),
+            group: 1,
         };
         let done = drive(&mut work, &mut run, &mut |_, _| {}).expect("finish");
         assert_eq!(work.computed, vec![1]);
@@ -276,6 +346,7 @@ mod tests {
             n: 3,
             fail_at: None,
             computed: Vec::new(),
+            group: 1,
         };
         let mut run = store.find_resumable("k").expect("find").expect("resumable");
         assert!(matches!(

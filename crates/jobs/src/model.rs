@@ -176,6 +176,15 @@ impl LoadedModel {
         })
     }
 
+    /// A session that packs many items into each decode call (llama.cpp; candle scores one
+    /// request at a time, reusing the prefix it shares with the previous one).
+    pub fn packed_session(&self, max_len: usize) -> Result<Box<dyn LanguageModel + '_>> {
+        Ok(match self {
+            LoadedModel::LlamaCpp(m) => Box::new(m.packed_session(max_len)?),
+            LoadedModel::Candle(m) => Box::new(m.session(max_len)?),
+        })
+    }
+
     /// A session that evaluates every request from scratch (llama.cpp only; candle's prefix
     /// reuse is exact, so it is the same session).
     pub fn independent_session(&self, max_len: usize) -> Result<Box<dyn LanguageModel + '_>> {

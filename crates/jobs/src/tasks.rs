@@ -25,6 +25,48 @@ fn lm_eval_adds_bos(architecture: &str) -> bool {
     architecture.starts_with("gemma")
 }
 
+/// How task items become decode calls (llama.cpp; candle scores one item at a time in every
+/// mode, its choices sharing the context's cache).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scoring {
+    /// Many items per decode call, shared tokens decoded once, full-size ubatches (fastest;
+    /// scores within llama.cpp's batch-shape rounding of the others: README, "Numerics").
+    #[default]
+    Packed,
+    /// One item per call: the context decoded once, the choices' tails together, ubatches of
+    /// at most 32 tokens (bit-identical to `independent` on short contexts).
+    BatchInvariant,
+    /// Every (context, choice) pair from an empty cache, ubatches of at most 32 (the naive
+    /// way, for comparison).
+    Independent,
+}
+
+impl Scoring {
+    /// The names `--scoring` accepts.
+    pub const NAMES: &'static [&'static str] = &["packed", "batch-invariant", "independent"];
+
+    /// The mode called `name`.
+    pub fn parse(name: &str) -> Option<Self> {
+        let at = Self::NAMES.iter().position(|n| *n == name)?;
+        [
+            Scoring::Packed,
+            Scoring::BatchInvariant,
+            Scoring::Independent,
+        ]
+        .get(at)
+        .copied()
+    }
+
+    /// Its name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scoring::Packed => "packed",
+            Scoring::BatchInvariant => "batch-invariant",
+            Scoring::Independent => "independent",
+        }
+    }
+}
+
 /// Scores tasks on one model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TaskJob {
@@ -38,8 +80,8 @@ pub struct TaskJob {
     pub num_fewshot: usize,
     /// Seed of the few-shot sampler.
     pub seed: u64,
-    /// Score each (context, choice) pair from an empty cache.
-    pub no_shared_context: bool,
+    /// How items become decode calls.
+    pub scoring: Scoring,
     /// Task declarations (default: the built-in tasks.toml).
     pub tasks_file: Option<PathBuf>,
     /// Reuse complete runs and continue unfinished ones with the same key.
@@ -69,7 +111,7 @@ impl TaskJob {
             limit: None,
             num_fewshot: 0,
             seed: Self::DEFAULT_SEED,
-            no_shared_context: false,
+            scoring: Scoring::Packed,
             tasks_file: None,
             resume: false,
             lm_eval_json: None,
@@ -183,13 +225,10 @@ impl TaskJob {
             run: run_spec,
             items,
         } = self.items(ws, spec, encoding)?;
-        let mut handle = match run::open(
-            &ws.store(),
-            engine,
-            &run_spec,
-            self.resume,
-            Default::default(),
-        )? {
+        // The scoring path moves log-likelihoods by rounding only, so runs of every path may
+        // stand in for each other; the manifest says which path began the run.
+        let scoring = settings([("scoring", json!(self.scoring.name()))]);
+        let mut handle = match run::open(&ws.store(), engine, &run_spec, self.resume, scoring)? {
             Opened::Complete(done) => return Ok(done),
             Opened::Open(handle) => handle,
         };
@@ -235,10 +274,10 @@ impl TaskJob {
             .max()
             .unwrap_or(1);
         let cache_len = max_len.min(longest + 8);
-        if self.no_shared_context {
-            engine.model.independent_session(cache_len)
-        } else {
-            engine.model.shared_context_session(cache_len, max_choices)
+        match self.scoring {
+            Scoring::Packed => engine.model.packed_session(cache_len),
+            Scoring::BatchInvariant => engine.model.shared_context_session(cache_len, max_choices),
+            Scoring::Independent => engine.model.independent_session(cache_len),
         }
     }
 }

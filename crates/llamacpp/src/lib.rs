@@ -20,11 +20,12 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use lmdensity_backend::{
-    score_rows, validate_request, BackendError, LanguageModel, LogitsVisitor, ModelInfo,
-    ScoreRequest, TokenId, TokenScore,
+    score_row_set, score_rows, validate_request, BackendError, LanguageModel, LogitsVisitor,
+    ModelInfo, ScoreRequest, ScoredRow, TokenId, TokenScore,
 };
 
 mod bench;
+mod pack;
 mod sys;
 
 pub use bench::{BenchContextConfig, LlamaCppBench};
@@ -308,6 +309,20 @@ impl LlamaCppModel {
         )
     }
 
+    /// A session that packs many requests — many items, each with its choices — into each
+    /// decode call: a unified cache of `max(max_len, batch size)` cells, ubatches of the full
+    /// batch size, tokens shared at the same position decoded once for every sequence that
+    /// reads them, logits only at scored positions, and all of a call's rows log-softmaxed in
+    /// parallel. Scores differ from one-at-a-time scoring by the rounding of llama.cpp's
+    /// larger-ubatch kernels (README, "Numerics"); [`Self::shared_context_session`] is the
+    /// bit-reproducible path.
+    pub fn packed_session(&self, max_len: usize) -> Result<LlamaCppSession<'_>, BackendError> {
+        let cells = max_len.max(self.config.batch_size as usize);
+        let mut session = self.new_session(cells, CacheUse::Packed, PACKED_SEQUENCES, None)?;
+        session.max_len = max_len;
+        Ok(session)
+    }
+
     /// A session that scores every request from an empty cache (the naive way, for comparison).
     pub fn independent_session(&self, max_len: usize) -> Result<LlamaCppSession<'_>, BackendError> {
         self.new_session(
@@ -337,8 +352,12 @@ impl LlamaCppModel {
         };
         let n_ctx = u32::try_from(max_len).map_err(|_| too_large())?;
         let batch = self.config.batch_size.min(n_ctx);
-        // One stream of `max_len` cells per sequence.
-        let cells = n_ctx.checked_mul(n_seq as u32).ok_or_else(too_large)?;
+        // One stream of `max_len` cells per sequence, or one unified cache for packed sessions.
+        let cells = if cache_use == CacheUse::Packed {
+            n_ctx
+        } else {
+            n_ctx.checked_mul(n_seq as u32).ok_or_else(too_large)?
+        };
         let n_seq_max = u32::try_from(n_seq).map_err(|_| too_large())?;
         let threads = self.config.threads as i32;
         let params = LlamaContextParams::default()
@@ -353,7 +372,11 @@ impl LlamaCppModel {
         // longest request; a unified cache put all tails in one large ubatch, see README,
         // "Numerics"), and full-size sliding-window caches, so a stream can be copied and its
         // suffix dropped (Gemma 3). Perplexity sessions keep llama.cpp's defaults.
-        let params = if n_seq > 1 || max_ubatch.is_some() {
+        // Packed sessions: one unified cache whose cells may belong to many sequences, and
+        // full-size sliding-window caches (a pack's sequences each see their own window).
+        let params = if cache_use == CacheUse::Packed {
+            params.with_kv_unified(true).with_swa_full(true)
+        } else if n_seq > 1 || max_ubatch.is_some() {
             params.with_kv_unified(false).with_swa_full(true)
         } else {
             params
@@ -375,6 +398,7 @@ impl LlamaCppModel {
             cached: Vec::new(),
             cache_use,
             n_seq,
+            decoded: 0,
         })
     }
 }
@@ -387,11 +411,17 @@ impl LlamaCppModel {
 /// contexts; on long ones, where the ubatch boundaries fall differently, nearly so.
 pub const BATCH_INVARIANT_UBATCH: u32 = 32;
 
+/// Sequences a packed session decodes at once (llama.cpp allows 256; its logits buffer is
+/// first sized to this many rows).
+const PACKED_SEQUENCES: usize = 64;
+
 /// How a session uses its KV cache between requests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum CacheUse {
     /// Keep the cache and reuse the prefix a request shares with it.
     ReusePrefix,
+    /// Pack requests into shared decode calls from an empty cache (`pack`).
+    Packed,
     /// Clear the cache before every request.
     Independent,
 }
@@ -408,6 +438,8 @@ pub struct LlamaCppSession<'m> {
     cache_use: CacheUse,
     /// Sequences the cache holds at once (choices decoded together).
     n_seq: usize,
+    /// Tokens decoded so far.
+    decoded: u64,
 }
 
 impl LlamaCppSession<'_> {
@@ -460,6 +492,7 @@ impl LlamaCppSession<'_> {
     }
 
     fn decode(&mut self) -> Result<(), BackendError> {
+        self.decoded += self.batch.n_tokens().max(0) as u64;
         self.ctx
             .decode(&mut self.batch)
             .map_err(|e| BackendError::Engine {
@@ -584,6 +617,123 @@ impl LlamaCppSession<'_> {
         Ok(Some(out))
     }
 
+    /// Scores `requests` in packs (see `pack`). With a visitor, every request is a pack of its
+    /// own, so rows reach it request by request and in order.
+    fn score_packed(
+        &mut self,
+        requests: &[ScoreRequest],
+        mut visit: Option<&mut LogitsVisitor<'_>>,
+    ) -> Result<Vec<Vec<TokenScore>>, BackendError> {
+        let cells = self.ctx.n_ctx() as usize;
+        let max_seqs = if visit.is_some() { 1 } else { self.n_seq };
+        let threads = self.model.config.threads.max(1) as usize;
+        let mut out: Vec<Vec<Option<TokenScore>>> =
+            requests.iter().map(|r| vec![None; r.n_targets()]).collect();
+        for pack in pack::plan(requests, cells, max_seqs) {
+            self.ctx.clear_kv_cache();
+            self.cached.clear();
+            let decoded =
+                self.decode_pack(&pack, requests, threads, &mut out, visit.as_deref_mut());
+            if decoded.is_err() {
+                self.ctx.clear_kv_cache();
+            }
+            decoded?;
+        }
+        self.ctx.clear_kv_cache();
+        out.into_iter()
+            .enumerate()
+            .map(|(index, scores)| {
+                scores
+                    .into_iter()
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| BackendError::Engine {
+                        op: "packed scoring",
+                        reason: format!("request {index}: a target was left unscored"),
+                    })
+            })
+            .collect()
+    }
+
+    /// Decodes one pack in batches of the session's batch size and scores each batch's rows
+    /// into `out[request][target]`.
+    fn decode_pack(
+        &mut self,
+        pack: &pack::Pack,
+        requests: &[ScoreRequest],
+        threads: usize,
+        out: &mut [Vec<Option<TokenScore>>],
+        mut visit: Option<&mut LogitsVisitor<'_>>,
+    ) -> Result<(), BackendError> {
+        let fill = |e: llama_cpp_2::llama_batch::BatchAddError| BackendError::Engine {
+            op: "fill batch",
+            reason: e.to_string(),
+        };
+        // Batch index of each node's logits row in the decode call that holds it.
+        let mut row_of = vec![-1i32; pack.nodes.len()];
+        let mut start = 0;
+        while start < pack.nodes.len() {
+            let end = (start + self.batch_size).min(pack.nodes.len());
+            self.batch.clear();
+            for (index, (node, row)) in pack.nodes[start..end]
+                .iter()
+                .zip(&mut row_of[start..end])
+                .enumerate()
+            {
+                // The batch holds room for `n_seq` sequence ids per token.
+                if node.seqs.len() > self.n_seq {
+                    return Err(BackendError::Engine {
+                        op: "fill batch",
+                        reason: format!(
+                            "a token of {} sequences, more than {}",
+                            node.seqs.len(),
+                            self.n_seq
+                        ),
+                    });
+                }
+                let seqs: Vec<i32> = node.seqs.iter().map(|&s| s as i32).collect();
+                self.batch
+                    .add(LlamaToken(node.token), node.pos as i32, &seqs, node.logits)
+                    .map_err(fill)?;
+                // llama.cpp addresses logits rows by their token's index in the batch.
+                *row = index as i32;
+            }
+            self.decode()?;
+            // (request, position) of every row this call scores, then the rows themselves.
+            let mut at = Vec::new();
+            let mut rows = Vec::new();
+            for (path, &r) in pack.paths.iter().zip(&pack.requests) {
+                let request = &requests[r];
+                for (p, &node) in path.iter().enumerate().skip(request.score_from - 1) {
+                    if (start..end).contains(&node) {
+                        at.push((r, p));
+                        rows.push(ScoredRow {
+                            request: r,
+                            position: p,
+                            logits: self.ctx.get_logits_ith(row_of[node]),
+                            target: request.tokens[p + 1],
+                        });
+                    }
+                }
+            }
+            let scores = match visit.as_deref_mut() {
+                Some(visit) => {
+                    let mut scores = Vec::with_capacity(rows.len());
+                    for row in &rows {
+                        let one = [(row.position, row.logits, row.target)];
+                        scores.extend(score_rows(row.request, &one, 1, Some(&mut *visit))?);
+                    }
+                    scores
+                }
+                None => score_row_set(&rows, threads)?,
+            };
+            for ((r, p), score) in at.into_iter().zip(scores) {
+                out[r][p + 1 - requests[r].score_from] = Some(score);
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
     fn score_one(
         &mut self,
         index: usize,
@@ -626,6 +776,14 @@ impl LanguageModel for LlamaCppSession<'_> {
         self.max_len
     }
 
+    fn packs_independent_requests(&self) -> bool {
+        self.cache_use == CacheUse::Packed
+    }
+
+    fn tokens_decoded(&self) -> u64 {
+        self.decoded
+    }
+
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, BackendError> {
         Ok(self.model.tokenize(text, add_special))
     }
@@ -638,6 +796,9 @@ impl LanguageModel for LlamaCppSession<'_> {
         let n_vocab = self.model.info.n_vocab;
         for (i, r) in requests.iter().enumerate() {
             validate_request(i, r, n_vocab, self.max_len)?;
+        }
+        if self.cache_use == CacheUse::Packed {
+            return self.score_packed(requests, visit);
         }
         if self.cache_use == CacheUse::Independent {
             let mut out = Vec::with_capacity(requests.len());

@@ -83,6 +83,7 @@ pub fn run_task(
         spec,
         items,
         encoding,
+        resumed: false,
     };
     drive(&mut work, run, on_progress)
 }
@@ -93,6 +94,52 @@ struct ItemWork<'a> {
     spec: &'a TaskSpec,
     items: &'a [Item],
     encoding: Encoding,
+    /// Whether the run held finished items before this session (its elapsed time then covers
+    /// sessions whose decoded tokens this one did not count).
+    resumed: bool,
+}
+
+/// Text, in bytes, of the items one packed scoring call gets (about 8k tokens).
+const GROUP_BYTES: usize = 32 * 1024;
+/// Most items one packed scoring call gets.
+const GROUP_ITEMS: usize = 128;
+
+impl ItemWork<'_> {
+    /// The item's requests, tokenized.
+    fn requests_of(&self, item: &Item) -> Result<Vec<ScoreRequest>, TaskError> {
+        item.requests
+            .iter()
+            .map(|(context, continuation)| {
+                encode_pair(&*self.model, context, continuation, self.encoding)
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|what| TaskError::Document {
+                task: self.spec.name.clone(),
+                index: item.index,
+                what,
+            })
+    }
+}
+
+/// The item's sample from its choices' scores.
+fn sample_of(item: &Item, scores: &[Vec<lmdensity_backend::TokenScore>]) -> Sample {
+    let choices = scores
+        .iter()
+        .zip(&item.requests)
+        .zip(&item.choice_texts)
+        .map(|((s, (_, continuation)), text)| ChoiceScore {
+            loglikelihood: s.iter().map(|t| t.logprob).sum(),
+            is_greedy: s.iter().all(|t| t.is_greedy),
+            n_tokens: s.len(),
+            n_chars: text.chars().count(),
+            n_bytes: continuation.len(),
+        })
+        .collect();
+    Sample::TaskItem(ItemSample {
+        index: item.index,
+        gold: item.gold,
+        choices,
+    })
 }
 
 impl Resumable for ItemWork<'_> {
@@ -114,38 +161,59 @@ impl Resumable for ItemWork<'_> {
         }
     }
 
+    fn resuming(&mut self, finished: &[Sample], _run: &RunHandle) -> Result<(), TaskError> {
+        self.resumed = !finished.is_empty();
+        Ok(())
+    }
+
     fn compute(&mut self, unit: usize) -> Result<Vec<Sample>, TaskError> {
         let item = &self.items[unit];
-        let requests = item
-            .requests
-            .iter()
-            .map(|(context, continuation)| {
-                encode_pair(&*self.model, context, continuation, self.encoding)
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|what| TaskError::Document {
-                task: self.spec.name.clone(),
-                index: item.index,
-                what,
-            })?;
+        let requests = self.requests_of(item)?;
         let scores = self.model.score(&requests)?;
-        let choices = scores
+        Ok(vec![sample_of(item, &scores)])
+    }
+
+    /// Items go to an engine that packs them many per decode call in groups of about
+    /// `GROUP_BYTES` of text (at most `GROUP_ITEMS`): big enough to fill many full batches,
+    /// small enough that progress moves and an interruption loses little.
+    fn group_len(&self, pending: &[usize]) -> usize {
+        if !self.model.packs_independent_requests() {
+            return 1;
+        }
+        let mut bytes = 0;
+        pending
             .iter()
-            .zip(&item.requests)
-            .zip(&item.choice_texts)
-            .map(|((s, (_, continuation)), text)| ChoiceScore {
-                loglikelihood: s.iter().map(|t| t.logprob).sum(),
-                is_greedy: s.iter().all(|t| t.is_greedy),
-                n_tokens: s.len(),
-                n_chars: text.chars().count(),
-                n_bytes: continuation.len(),
+            .take(GROUP_ITEMS)
+            .take_while(|&&unit| {
+                let fits = bytes < GROUP_BYTES;
+                bytes += self.items[unit]
+                    .requests
+                    .iter()
+                    .map(|(context, continuation)| context.len() + continuation.len())
+                    .sum::<usize>();
+                fits
             })
-            .collect();
-        Ok(vec![Sample::TaskItem(ItemSample {
-            index: item.index,
-            gold: item.gold,
-            choices,
-        })])
+            .count()
+    }
+
+    fn compute_group(&mut self, units: &[usize]) -> Result<Vec<Vec<Sample>>, TaskError> {
+        let mut requests = Vec::new();
+        let mut ends = Vec::with_capacity(units.len());
+        for &unit in units {
+            requests.extend(self.requests_of(&self.items[unit])?);
+            ends.push(requests.len());
+        }
+        let scores = self.model.score(&requests)?;
+        let mut from = 0;
+        Ok(units
+            .iter()
+            .zip(ends)
+            .map(|(&unit, end)| {
+                let sample = sample_of(&self.items[unit], &scores[from..end]);
+                from = end;
+                vec![sample]
+            })
+            .collect())
     }
 
     fn metrics(&self, samples: &[Sample], status: RunStatus, elapsed_s: f64) -> RunMetrics {
@@ -156,7 +224,20 @@ impl Resumable for ItemWork<'_> {
                 _ => None,
             })
             .collect();
-        metrics(self.spec, &items, status, elapsed_s)
+        let mut out = metrics(self.spec, &items, status, elapsed_s);
+        let tokens = self.model.tokens_decoded();
+        if tokens > 0 && !self.resumed && elapsed_s > 0.0 {
+            out.metrics.push(Metric {
+                name: format!("{}/decode_tokens_per_s", self.spec.name),
+                value: tokens as f64 / elapsed_s,
+                stderr: None,
+                unit: "tokens/s".into(),
+                how: format!(
+                    "{tokens} tokens through the model in decode calls (shared tokens once) over the run's {elapsed_s:.1} s of scoring, tokenization and log-softmax included; compare with `bench -p 512`"
+                ),
+            });
+        }
+        out
     }
 }
 
