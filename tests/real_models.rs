@@ -175,7 +175,8 @@ fn real_shared_context_scores_equal_independent_scoring_bit_for_bit() {
 /// 2.7% for Gemma 3; with ubatches of 32 the same packs give SmolLM2's scores bit for bit,
 /// so the differences are the kernels', not the packing's; README, "Numerics", has full-task
 /// figures), and every item picks the same choice.
-/// Also: two items sharing a few-shot prefix decode it once, and requests come back in order.
+/// Also: two items sharing a few-shot prefix decode it once, and again in the next call it
+/// stays in the cache.
 #[test]
 fn real_packed_scores_match_independent_scoring_within_tolerance() {
     for id in ["smollm2-135m-instruct", "gemma-3-270m"] {
@@ -225,6 +226,27 @@ fn real_packed_scores_match_independent_scoring_within_tolerance() {
                 (x - y).abs() <= tolerance,
                 "{id}, request {r}: packed {x:.4} vs independent {y:.4} nats, beyond {tolerance:.3}"
             );
+        }
+        // The two items with shots, scored twice in a row: the second call finds the shots
+        // (every sequence's shared prefix) still in the cache and decodes only the rest.
+        let few: Vec<ScoreRequest> = (0..requests.len())
+            .filter(|&r| item_of[r] == 1 || item_of[r] == 2)
+            .map(|r| requests[r].clone())
+            .collect();
+        let before = packed.tokens_decoded();
+        let first = packed.score(&few).expect("packed");
+        let middle = packed.tokens_decoded();
+        let again = packed.score(&few).expect("packed again");
+        let after = packed.tokens_decoded();
+        assert!(
+            after - middle + 20 < middle - before,
+            "{id}: the second call decoded {} tokens, the first {}",
+            after - middle,
+            middle - before
+        );
+        for (x, y) in first.iter().zip(&again) {
+            let (x, y) = (total(x), total(y));
+            assert!((x - y).abs() <= 0.15 + 0.04 * y.abs(), "{id}: {x} then {y}");
         }
         for i in 0..items.len() {
             let pick = |s: &[Vec<lmdensity_backend::TokenScore>]| {

@@ -403,7 +403,8 @@ impl LlamaCppModel {
     }
 }
 
-/// Largest physical batch (ubatch) of the task-scoring sessions. llama.cpp's CPU kernels for
+/// Largest physical batch (ubatch) of the batch-invariant and independent task sessions
+/// (packed sessions use the full batch size). llama.cpp's CPU kernels for
 /// ubatches of more than 32 tokens compute attention differently from token-by-token
 /// decoding, and a continuation's log-likelihood moves by up to ~1.7 nats on some items
 /// (measured on SmolLM2-135M HellaSwag: batch sizes 1, 8 and 32 agree bit for bit, 64 and 512
@@ -618,7 +619,9 @@ impl LlamaCppSession<'_> {
     }
 
     /// Scores `requests` in packs (see `pack`). With a visitor, every request is a pack of its
-    /// own, so rows reach it request by request and in order.
+    /// own, so rows reach it request by request and in order. The tokens every sequence of a
+    /// pack shares before its first scored position (MMLU's fixed shots) stay in sequence 0
+    /// for the next pack, within and across calls, and are not decoded again.
     fn score_packed(
         &mut self,
         requests: &[ScoreRequest],
@@ -630,16 +633,22 @@ impl LlamaCppSession<'_> {
         let mut out: Vec<Vec<Option<TokenScore>>> =
             requests.iter().map(|r| vec![None; r.n_targets()]).collect();
         for pack in pack::plan(requests, cells, max_seqs) {
-            self.ctx.clear_kv_cache();
-            self.cached.clear();
-            let decoded =
-                self.decode_pack(&pack, requests, threads, &mut out, visit.as_deref_mut());
-            if decoded.is_err() {
+            let decoded = self.keep_shared_prefix(&pack, requests).and_then(|kept| {
+                self.decode_pack(
+                    &pack,
+                    kept,
+                    requests,
+                    threads,
+                    &mut out,
+                    visit.as_deref_mut(),
+                )
+            });
+            if let Err(e) = decoded {
                 self.ctx.clear_kv_cache();
+                self.cached.clear();
+                return Err(e);
             }
-            decoded?;
         }
-        self.ctx.clear_kv_cache();
         out.into_iter()
             .enumerate()
             .map(|(index, scores)| {
@@ -654,11 +663,66 @@ impl LlamaCppSession<'_> {
             .collect()
     }
 
-    /// Decodes one pack in batches of the session's batch size and scores each batch's rows
-    /// into `out[request][target]`.
+    /// Prepares the cache for `pack`: keeps the part of sequence 0 that begins the pack's
+    /// shared prefix (the tokens all its sequences hold before any scored position), drops
+    /// every other cell, and hands the kept cells to every sequence. Returns how many leading
+    /// nodes of the pack are already in the cache; records the pack's shared prefix as what
+    /// sequence 0 will hold.
+    fn keep_shared_prefix(
+        &mut self,
+        pack: &pack::Pack,
+        requests: &[ScoreRequest],
+    ) -> Result<usize, BackendError> {
+        let first_scored = pack
+            .requests
+            .iter()
+            .map(|&r| requests[r].score_from - 1)
+            .min()
+            .unwrap_or(0);
+        let shared: Vec<TokenId> = pack.paths[0]
+            .iter()
+            .take(first_scored)
+            .map(|&node| &pack.nodes[node])
+            .take_while(|node| node.seqs.len() == pack.requests.len())
+            .map(|node| node.token)
+            .collect();
+        let mut kept = self
+            .cached
+            .iter()
+            .zip(&shared)
+            .take_while(|(a, b)| a == b)
+            .count();
+        let kv = |op: &'static str, e: String| BackendError::Engine { op, reason: e };
+        if kept == 0 {
+            self.ctx.clear_kv_cache();
+        } else {
+            self.ctx.llama_kv_cache_seq_keep(0);
+            if self
+                .ctx
+                .kv_cache_seq_rm(0, Some(kept as u32), None)
+                .is_err()
+            {
+                // A cache that cannot drop a suffix: start over.
+                self.ctx.clear_kv_cache();
+                kept = 0;
+            }
+            for seq in (1..pack.requests.len()).filter(|_| kept > 0) {
+                self.ctx
+                    .kv_cache_seq_cp(0, seq as i32, None, None)
+                    .map_err(|e| kv("copy KV cache", e.to_string()))?;
+            }
+        }
+        self.cached = shared;
+        // Request 0 made the pack's first nodes, its path in order: the kept prefix.
+        Ok(kept)
+    }
+
+    /// Decodes one pack, less its first `kept` nodes (already in the cache), in batches of the
+    /// session's batch size, and scores each batch's rows into `out[request][target]`.
     fn decode_pack(
         &mut self,
         pack: &pack::Pack,
+        kept: usize,
         requests: &[ScoreRequest],
         threads: usize,
         out: &mut [Vec<Option<TokenScore>>],
@@ -670,7 +734,7 @@ impl LlamaCppSession<'_> {
         };
         // Batch index of each node's logits row in the decode call that holds it.
         let mut row_of = vec![-1i32; pack.nodes.len()];
-        let mut start = 0;
+        let mut start = kept;
         while start < pack.nodes.len() {
             let end = (start + self.batch_size).min(pack.nodes.len());
             self.batch.clear();
