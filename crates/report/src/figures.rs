@@ -39,6 +39,37 @@ pub fn figures(data: &Collected) -> Vec<Figure> {
     ]
 }
 
+/// A model's name from its files' ids: their longest common prefix (ASCII case ignored)
+/// without a trailing `-`, `_` or `.` (`gemma-3-270m-Q8_0`, `gemma-3-270m-F32` →
+/// `gemma-3-270m`), else the first id.
+fn model_name(markers: &[Marker]) -> String {
+    let ids: Vec<&str> = markers
+        .iter()
+        .filter_map(|m| m.label.as_deref())
+        .map(|l| l.split(' ').next().unwrap_or(l))
+        .collect();
+    let Some(first) = ids.first() else {
+        return String::new();
+    };
+    let mut common = ids.iter().fold(first.len(), |n, id| {
+        first
+            .bytes()
+            .zip(id.bytes())
+            .take(n)
+            .take_while(|(a, b)| a.eq_ignore_ascii_case(b))
+            .count()
+    });
+    while !first.is_char_boundary(common) {
+        common -= 1;
+    }
+    let name = first[..common].trim_end_matches(['-', '_', '.']);
+    if name.is_empty() {
+        first.to_string()
+    } else {
+        name.to_string()
+    }
+}
+
 /// The latest complete run per (model, key), keeping store order.
 fn latest_by<'a>(
     runs: impl Iterator<Item = &'a StoredRun>,
@@ -729,7 +760,9 @@ fn throughput(data: &Collected) -> Figure {
 }
 
 fn quality_frontier(data: &Collected) -> Figure {
-    let mut by_corpus: BTreeMap<String, Vec<Marker>> = BTreeMap::new();
+    // Variants of one model (a quantization sweep) share architecture and parameter count:
+    // (corpus, architecture, parameters) → its files' (bits per weight, bits per byte) points.
+    let mut by_model: BTreeMap<(String, String, u64), Vec<Marker>> = BTreeMap::new();
     let runs = latest_by(
         data.complete("perplexity")
             .filter(|r| setting(r, "mode") == "harness"),
@@ -743,49 +776,85 @@ fn quality_frontier(data: &Collected) -> Figure {
         if m.n_params == 0 {
             continue;
         }
-        by_corpus
-            .entry(setting(run, "corpus"))
+        by_model
+            .entry((setting(run, "corpus"), m.architecture.clone(), m.n_params))
             .or_default()
             .push(Marker {
                 x: m.file_bytes as f64 * 8.0 / m.n_params as f64,
                 y: bpb,
                 interval: se.map(|se| (bpb - se, bpb + se)),
-                label: Some(format!("{} {}", m.id, m.quantization)),
+                // The id, then the type alone (`Q2_K`, not how the variant was made).
+                label: Some(format!(
+                    "{} {}",
+                    m.id,
+                    m.quantization.split(',').next().unwrap_or_default()
+                )),
             });
     }
+    let corpora: std::collections::BTreeSet<&String> = by_model.keys().map(|k| &k.0).collect();
+    let several_corpora = corpora.len() > 1;
     let kld = data
         .complete("perplexity")
         .filter(|r| metric(r, "kld_mean").is_some())
         .count();
-    let chart =
-        if by_corpus.is_empty() {
-            Err("No complete harness-mode perplexity runs in the store: `lmdensity ppl` makes them."
-            .into())
-        } else {
-            Ok(Chart::Xy(XyChart {
-                title: "Quality vs bits per weight".into(),
-                x: Axis::linear("bits per weight (file size × 8 / parameters)"),
-                y: Axis::linear("bits per byte (lower is better)"),
-                series: by_corpus
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, (corpus, markers))| Series {
-                        name: corpus,
-                        colour: i,
-                        layer: Layer::Points(markers),
-                    })
-                    .collect(),
-                legend: LegendAt::LowerRight,
-            }))
-        };
+    let chart = if by_model.is_empty() {
+        Err(
+            "No complete harness-mode perplexity runs in the store: `lmdensity ppl` makes them."
+                .into(),
+        )
+    } else {
+        let mut series = Vec::new();
+        for (colour, ((corpus, _, _), mut markers)) in by_model.into_iter().enumerate() {
+            markers.sort_by(|a, b| a.x.total_cmp(&b.x));
+            let name = model_name(&markers);
+            let name = if several_corpora {
+                format!("{name} · {corpus}")
+            } else {
+                name
+            };
+            if markers.len() > 1 {
+                // Along a model's line the type says which file a point is.
+                for m in &mut markers {
+                    m.label = m
+                        .label
+                        .as_deref()
+                        .and_then(|l| l.rsplit(' ').next())
+                        .map(str::to_string);
+                }
+                series.push(Series {
+                    name: String::new(),
+                    colour,
+                    layer: Layer::Line(markers.iter().map(|m| (m.x, m.y)).collect()),
+                });
+            }
+            series.push(Series {
+                name,
+                colour,
+                layer: Layer::Points(markers),
+            });
+        }
+        Ok(Chart::Xy(XyChart {
+            title: "Quality vs bits per weight".into(),
+            x: Axis::linear("bits per weight (file size × 8 / parameters)"),
+            y: Axis::linear("bits per byte (lower is better)"),
+            series,
+            legend: LegendAt::UpperRight,
+        }))
+    };
     Figure {
         id: "quality-frontier",
         title: "Quality vs bits per weight".into(),
         caption: format!(
             "Bits per byte (lm-evaluation-harness rolling log-likelihood, ± 1 stderr) of every \
              model file against its size in bits per parameter (GGUF file bytes × 8 / parameter \
-             count, so metadata and embeddings count); one colour per corpus. Variants of one \
-             model (a quantization sweep) line up as its quality/size frontier. {}",
+             count, so metadata and embeddings count). Files of one model (same architecture \
+             and parameter count: a quantization sweep) share a colour and a line, its \
+             quality/size frontier{}. {}",
+            if several_corpora {
+                ", one per corpus"
+            } else {
+                ""
+            },
             if kld == 0 {
                 "No run in the store reports KL divergence against a full-precision base, so no KLD panel."
                     .to_string()
@@ -814,6 +883,30 @@ mod tests {
                 f.id
             );
         }
+    }
+
+    #[test]
+    fn a_sweeps_files_are_named_after_their_model() {
+        let marker = |label: &str| Marker {
+            x: 0.0,
+            y: 0.0,
+            interval: None,
+            label: Some(label.into()),
+        };
+        let sweep = [
+            marker("gemma-3-270m-F32 F32, dequantized from Q4_K_M"),
+            marker("gemma-3-270m-Q8_0 Q8_0"),
+            marker("gemma-3-270m Q4_K_M"),
+        ];
+        assert_eq!(model_name(&sweep), "gemma-3-270m");
+        assert_eq!(model_name(&sweep[1..2]), "gemma-3-270m-Q8_0");
+        assert_eq!(model_name(&[marker("a-x q"), marker("b-y q")]), "a-x");
+        assert_eq!(model_name(&[marker("ü-1 q"), marker("ü-2 q")]), "ü");
+        let registry_file = [
+            marker("smollm2-135m-instruct-Q8_0 Q8_0"),
+            marker("SmolLM2-135M-Instruct.Q4_1 Q4_1"),
+        ];
+        assert_eq!(model_name(&registry_file), "smollm2-135m-instruct");
     }
 
     #[test]
