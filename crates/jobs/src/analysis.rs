@@ -406,17 +406,20 @@ fn law_outcome(
     ))
 }
 
-/// Writes an analysis to the results store and says where.
-impl TrendOutcome {
-    /// Saves `json` as a trend analysis named `name` and returns it with this outcome.
+/// An outcome that is saved under `analyses/` as an analysis of kind `KIND`.
+trait SavedAnalysis: Sized {
+    /// The analysis kind (`trend`, `density`).
+    const KIND: &'static str;
+
+    /// Saves `json` as an analysis named `name` and returns it with this outcome.
     fn saved(
         self,
         ws: &Workspace,
         name: &str,
         settings: BTreeMap<String, serde_json::Value>,
         json: serde_json::Value,
-    ) -> Result<Analysis<TrendOutcome>> {
-        let saved = save(ws, "trend", name, settings, &json)?;
+    ) -> Result<Analysis<Self>> {
+        let saved = save(ws, Self::KIND, name, settings, &json)?;
         Ok(Analysis {
             outcome: self,
             json,
@@ -425,22 +428,12 @@ impl TrendOutcome {
     }
 }
 
-impl DensityOutcome {
-    /// Saves `json` as a density analysis named `name` and returns it with this outcome.
-    fn saved(
-        self,
-        ws: &Workspace,
-        name: &str,
-        settings: BTreeMap<String, serde_json::Value>,
-        json: serde_json::Value,
-    ) -> Result<Analysis<DensityOutcome>> {
-        let saved = save(ws, "density", name, settings, &json)?;
-        Ok(Analysis {
-            outcome: self,
-            json,
-            saved,
-        })
-    }
+impl SavedAnalysis for TrendOutcome {
+    const KIND: &'static str = "trend";
+}
+
+impl SavedAnalysis for DensityOutcome {
+    const KIND: &'static str = "density";
 }
 
 fn save(

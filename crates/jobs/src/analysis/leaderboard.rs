@@ -17,7 +17,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::measured::{leaderboard_settings, measured_score, MeasuredScore};
-use super::{Analysis, DensityJob, DensityOutcome, ReferenceSpec, TrendJob, TrendOutcome};
+use super::{
+    Analysis, DensityJob, DensityOutcome, ReferenceSpec, SavedAnalysis, TrendJob, TrendOutcome,
+};
 use crate::error::{Context, Result};
 use crate::workspace::Workspace;
 use crate::{bail, JobError};
