@@ -15,6 +15,7 @@ mod corpora;
 mod curated;
 mod density_trend;
 mod errors;
+mod generate;
 mod hub;
 mod laws;
 mod loss_curves;

@@ -148,6 +148,135 @@ pub trait LanguageModel {
     fn tokens_decoded(&self) -> u64 {
         0
     }
+
+    /// The bytes `token` stands for when text is generated (its piece; special tokens give
+    /// nothing). Generation needs it; engines that cannot say refuse.
+    fn token_bytes(&self, token: TokenId) -> Result<Vec<u8>, BackendError> {
+        Err(BackendError::Engine {
+            op: "detokenize",
+            reason: format!(
+                "this engine cannot turn token {token} back into text, so it cannot generate"
+            ),
+        })
+    }
+
+    /// Whether `token` ends generation (EOS, or another end-of-generation token such as a
+    /// chat model's end of turn).
+    fn is_end_of_generation(&self, token: TokenId) -> bool {
+        self.info().eos == Some(token)
+    }
+
+    /// Sequences [`LanguageModel::generate_greedy`] decodes at once (1: one after another).
+    fn parallel_sequences(&self) -> usize {
+        1
+    }
+
+    /// Greedy decoding: for each request, the argmax token after its prompt, then after the
+    /// prompt and that token, and so on; `on_token` sees every token as it is chosen (with its
+    /// text and whether it ends generation) and returns whether that sequence goes on. A sequence also ends after
+    /// `max_new_tokens`. Returns each request's generated tokens (the last one that
+    /// `on_token` refused included).
+    ///
+    /// The default decodes one request after another through [`LanguageModel::score_visiting`]
+    /// (each step a request whose one target is a placeholder, the argmax read off the row
+    /// its visitor gets), so every engine can generate; engines whose sessions reuse the
+    /// cached prefix pay one token per step. Engines that batch sequences override it.
+    fn generate_greedy(
+        &mut self,
+        requests: &[GenerateRequest],
+        on_token: &mut TokenWatcher<'_>,
+    ) -> Result<Vec<Vec<TokenId>>, BackendError> {
+        generate_sequentially(self, requests, on_token)
+    }
+}
+
+/// A token just generated, as a [`TokenWatcher`] sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneratedToken<'a> {
+    /// The request it continues.
+    pub request: usize,
+    /// The token.
+    pub token: TokenId,
+    /// The text it stands for ([`LanguageModel::token_bytes`]).
+    pub bytes: &'a [u8],
+    /// Whether it ends generation ([`LanguageModel::is_end_of_generation`]).
+    pub end_of_generation: bool,
+}
+
+/// Sees each generated token and says whether its sequence goes on.
+pub type TokenWatcher<'a> = dyn FnMut(&GeneratedToken<'_>) -> bool + 'a;
+
+/// One greedy generation: the prompt's tokens and the most tokens to add.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GenerateRequest {
+    /// The prompt, BOS included where wanted.
+    pub prompt: Vec<TokenId>,
+    /// Largest number of tokens to generate.
+    pub max_new_tokens: usize,
+}
+
+/// [`LanguageModel::generate_greedy`] one request after another, through
+/// [`LanguageModel::score_visiting`]: each step scores a placeholder target after the tokens so
+/// far and takes the argmax of the row the visitor sees (engines that override
+/// `generate_greedy` can fall back on it).
+pub fn generate_sequentially<M: LanguageModel + ?Sized>(
+    model: &mut M,
+    requests: &[GenerateRequest],
+    on_token: &mut TokenWatcher<'_>,
+) -> Result<Vec<Vec<TokenId>>, BackendError> {
+    let mut out = Vec::with_capacity(requests.len());
+    for (index, request) in requests.iter().enumerate() {
+        if request.prompt.is_empty() {
+            return Err(BackendError::BadRequest {
+                index,
+                reason: "empty prompt: nothing to condition the first token on".into(),
+            });
+        }
+        let mut tokens = request.prompt.clone();
+        let mut generated = Vec::new();
+        while generated.len() < request.max_new_tokens {
+            let score_from = tokens.len();
+            tokens.push(0);
+            let step = ScoreRequest {
+                tokens: std::mem::take(&mut tokens),
+                score_from,
+            };
+            let mut next = None;
+            let mut pick = |_: usize, _: &[f32], norm: &LogSoftmax| {
+                next = Some(norm.argmax as TokenId);
+                Ok(())
+            };
+            model
+                .score_visiting(std::slice::from_ref(&step), Some(&mut pick))
+                .map_err(|e| match e {
+                    BackendError::BadRequest { reason, .. } => {
+                        BackendError::BadRequest { index, reason }
+                    }
+                    other => other,
+                })?;
+            tokens = step.tokens;
+            tokens.pop();
+            let Some(token) = next else {
+                return Err(BackendError::Engine {
+                    op: "generate",
+                    reason: "the engine scored the step without showing its logits".into(),
+                });
+            };
+            tokens.push(token);
+            generated.push(token);
+            let seen = GeneratedToken {
+                request: index,
+                token,
+                bytes: &model.token_bytes(token)?,
+                end_of_generation: model.is_end_of_generation(token),
+            };
+            if !on_token(&seen) {
+                break;
+            }
+        }
+        out.push(generated);
+    }
+    Ok(out)
 }
 
 /// Receives `(request index, logits row, its log-softmax normalizer)` for every scored target,
@@ -231,6 +360,23 @@ impl LogSoftmax {
     pub fn logprob(&self, logits: &[f32], index: usize) -> f64 {
         f64::from(logits[index] - self.max) - self.ln_z
     }
+}
+
+/// The argmax of one logits row (the first index on ties), the greedy choice; non-finite
+/// logits are an error carrying the first bad value.
+pub fn greedy_token(logits: &[f32]) -> Result<TokenId, f32> {
+    let mut best = 0usize;
+    let mut max = f32::NEG_INFINITY;
+    for (i, &l) in logits.iter().enumerate() {
+        if !l.is_finite() {
+            return Err(l);
+        }
+        if l > max {
+            max = l;
+            best = i;
+        }
+    }
+    Ok(best as TokenId)
 }
 
 /// Turns one row of logits into the score of `target` (see [`log_softmax`]).

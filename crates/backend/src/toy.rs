@@ -77,6 +77,11 @@ impl LanguageModel for ToyBigram {
             .collect())
     }
 
+    fn token_bytes(&self, token: TokenId) -> Result<Vec<u8>, BackendError> {
+        // Token = byte + 1; BOS (0) stands for no text.
+        Ok(u8::try_from(token - 1).map(|b| vec![b]).unwrap_or_default())
+    }
+
     fn score_visiting(
         &mut self,
         requests: &[ScoreRequest],

@@ -583,6 +583,19 @@ pub struct EvalArgs {
     /// `acc_stderr,none`, …), for tools that read its output.
     #[arg(long, value_name = "FILE")]
     pub lm_eval_json: Option<PathBuf>,
+    /// Generative tasks: render prompts with the model's own chat template (lm-eval's
+    /// --apply_chat_template).
+    #[arg(long)]
+    pub apply_chat_template: bool,
+    /// With --apply-chat-template: few-shot examples as user/assistant turns of their own.
+    #[arg(long)]
+    pub fewshot_as_multiturn: bool,
+    /// With --apply-chat-template: a system message before the prompt.
+    #[arg(long, value_name = "TEXT")]
+    pub system_prompt: Option<String>,
+    /// Generative tasks: sequences decoded at once (llama.cpp).
+    #[arg(long, default_value_t = TaskJob::DEFAULT_PARALLEL)]
+    pub parallel: usize,
 }
 
 /// Arguments of `bench`. Size flags take comma lists (`-p 128,512`); every combination runs.

@@ -67,6 +67,12 @@ impl EvalArgs {
             tasks_file: self.tasks_file.clone(),
             resume: self.resume,
             lm_eval_json: self.lm_eval_json.clone(),
+            chat: jobs::ChatOptions {
+                apply: self.apply_chat_template,
+                fewshot_as_multiturn: self.fewshot_as_multiturn,
+                system_prompt: self.system_prompt.clone(),
+            },
+            parallel: self.parallel,
         }
     }
 }

@@ -182,6 +182,41 @@ pub enum Sample {
     TaskItem(ItemSample),
     /// One timed repetition of a speed test.
     BenchRepetition(BenchSample),
+    /// One generated answer of a generative (`generate_until`) task.
+    Generation(GenerationSample),
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "reason", rename_all = "snake_case")]
+pub enum StopReason {
+    /// One of the task's stop sequences appeared (the text is cut before it).
+    StopSequence {
+        /// The sequence.
+        sequence: String,
+    },
+    /// The model produced an end-of-generation token (EOS, end of turn).
+    EndOfGeneration,
+    /// The token budget (`max_gen_toks`) was used up.
+    TokenBudget,
+}
+
+/// One item of a generative task: the answer generated and the reference it is held against;
+/// enough to recompute every extraction and match without the model.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GenerationSample {
+    /// Item number in the task's document order, from 0.
+    pub index: usize,
+    /// The generated text, cut before the first stop sequence.
+    pub text: String,
+    /// Tokens generated (the stopping token included).
+    pub n_tokens: usize,
+    /// Prompt tokens.
+    pub n_prompt_tokens: usize,
+    /// Why generation ended.
+    pub stop: StopReason,
+    /// The reference answer.
+    pub reference: String,
 }
 
 /// One timed repetition of a `bench` test: enough to recompute tokens/s and its statistics.

@@ -40,5 +40,5 @@ pub use model::{Dtype, Engine, EngineChoice, ModelSpec};
 pub use perplexity::{KldSpec, Modes, PerplexityJob};
 pub use report::ReportJob;
 pub use sweep::{QuantizeJob, SweepJob};
-pub use tasks::{Scoring, TaskJob, TaskOutcome};
+pub use tasks::{ChatOptions, Scoring, TaskJob, TaskOutcome};
 pub use workspace::Workspace;

