@@ -370,3 +370,46 @@ fn real_chat_template_renders_into_special_tokens_and_ends_the_turn() {
         assert!(!g.text.contains("<|im_end|>"), "{g:?}");
     }
 }
+
+/// The curated generative runs (`scripts/curate-generative`): complete, one generation per item,
+/// and every stored exact match recomputed from the samples' texts and references.
+#[test]
+fn curated_generative_runs_recompute_from_their_samples() {
+    use lmdensity_core::{ResultsStore, RunStatus};
+    use lmdensity_tasks::generate::generation_metrics;
+    let store = ResultsStore::new(repo_root().join("results/curated/generative"));
+    let set = lmdensity_tasks::TaskSet::builtin();
+    let mut checked = 0;
+    for run in store.runs().expect("store") {
+        let task = run.manifest.settings["task"].as_str().expect("task");
+        let spec = set.tasks.iter().find(|t| t.name == task).expect("declared");
+        if spec.kind != lmdensity_tasks::TaskKind::GenerateUntil {
+            continue;
+        }
+        let metrics = run.metrics.as_ref().expect("metrics");
+        assert_eq!(metrics.status, RunStatus::Complete, "{}", run.dir.display());
+        let samples = generations(&run.dir);
+        assert_eq!(
+            run.manifest.settings["items"].as_u64(),
+            Some(samples.len() as u64),
+            "{}: every item",
+            run.dir.display()
+        );
+        let again = generation_metrics(spec, &samples, RunStatus::Complete, 0.0);
+        for m in again
+            .metrics
+            .iter()
+            .filter(|m| m.name.contains("exact_match"))
+        {
+            let stored = metrics.get(&m.name).expect("stored").value;
+            assert!(
+                (stored - m.value).abs() < 1e-12,
+                "{}: {}",
+                run.dir.display(),
+                m.name
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 2, "{checked} curated generative runs");
+}
