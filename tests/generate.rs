@@ -188,37 +188,19 @@ fn chat_settings_that_cannot_apply_are_refused_naming_why() {
 fn chat_templates_on_log_likelihood_tasks_and_extra_shots_on_fixed_shot_tasks_are_refused() {
     let (dir, model, _) = tiny_setup();
     let model = model.to_str().expect("utf8");
-    let out = lmdensity(
-        dir.path(),
-        &[
-            "eval",
-            "--model-path",
-            model,
-            "--tasks",
-            "piqa",
-            "--apply-chat-template",
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(
-        stderr(&out).contains("piqa is a log-likelihood task"),
-        "{}",
-        stderr(&out)
-    );
-    let out = lmdensity(
-        dir.path(),
-        &[
-            "eval",
-            "--model-path",
-            model,
-            "--tasks",
-            "gsm8k",
-            "--num-fewshot",
-            "5",
-        ],
-    );
-    assert!(!out.status.success());
-    assert!(stderr(&out).contains("8 fixed shots"), "{}", stderr(&out));
+    for (extra, expected) in [
+        (
+            ["piqa", "--apply-chat-template"],
+            "piqa is a log-likelihood task",
+        ),
+        (["gsm8k", "--num-fewshot=5"], "8 fixed shots"),
+    ] {
+        let mut args = vec!["eval", "--model-path", model, "--tasks"];
+        args.extend(extra);
+        let out = lmdensity(dir.path(), &args);
+        assert!(!out.status.success(), "{extra:?} should fail");
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+    }
 }
 
 /// A watcher that collects each sequence's text and stops it at a blank line.

@@ -11,6 +11,7 @@ use lmdensity_core::{
 use regex::Regex;
 
 use crate::items::Item;
+use crate::score::foreign_sample;
 use crate::spec::{AnswerFilter, TaskSpec};
 use crate::TaskError;
 
@@ -212,12 +213,12 @@ impl Resumable for GenerationWork<'_> {
     fn unit_of(&self, sample: &Sample, run: &RunHandle) -> Result<usize, TaskError> {
         match sample {
             Sample::Generation(g) if g.index < self.items.len() => Ok(g.index),
-            _ => Err(TaskError::Resume(format!(
-                "{}: holds samples that are not generations of {} ({} items)",
-                run.dir().display(),
-                self.spec.name,
-                self.items.len()
-            ))),
+            _ => Err(foreign_sample(
+                run,
+                self.spec,
+                self.items.len(),
+                "generations",
+            )),
         }
     }
 

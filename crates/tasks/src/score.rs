@@ -152,12 +152,7 @@ impl Resumable for ItemWork<'_> {
     fn unit_of(&self, sample: &Sample, run: &RunHandle) -> Result<usize, TaskError> {
         match sample {
             Sample::TaskItem(item) if item.index < self.items.len() => Ok(item.index),
-            _ => Err(TaskError::Resume(format!(
-                "{}: holds samples that are not items of {} ({} items)",
-                run.dir().display(),
-                self.spec.name,
-                self.items.len()
-            ))),
+            _ => Err(foreign_sample(run, self.spec, self.items.len(), "items")),
         }
     }
 
@@ -239,6 +234,21 @@ impl Resumable for ItemWork<'_> {
         }
         out
     }
+}
+
+/// The error for a stored sample that is not one of the task's `n_items` units (`what`: items,
+/// generations), met when resuming a run.
+pub(crate) fn foreign_sample(
+    run: &RunHandle,
+    spec: &TaskSpec,
+    n_items: usize,
+    what: &str,
+) -> TaskError {
+    TaskError::Resume(format!(
+        "{}: holds samples that are not {what} of {} ({n_items} items)",
+        run.dir().display(),
+        spec.name
+    ))
 }
 
 /// A group's accuracy over the tasks of one invocation.
