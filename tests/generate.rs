@@ -184,6 +184,75 @@ fn chat_settings_that_cannot_apply_are_refused_naming_why() {
     assert!(run_dirs(&dir.path().join("results")).is_empty());
 }
 
+/// A model whose GGUF carries a chat template: a working one renders the prompt (shown in the
+/// manifest) and generation runs; one that raises stops the task naming the model, the item
+/// and the template's own message, and leaves no finished run behind.
+#[test]
+fn chat_templates_from_the_gguf_render_or_fail_naming_the_model_and_item() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tasks = arithmetic_task(dir.path(), 4);
+    let tasks = tasks.to_str().expect("utf8");
+    let good = dir.path().join("chatty.gguf");
+    lmdensity_hub::gguf::write_tiny_llama_with(
+        &good,
+        7,
+        Some("{{ bos_token }}{% for m in messages %}[{{ m['role'] }}] {{ m['content'] | trim }}\n{% endfor %}{% if add_generation_prompt %}[assistant]{% endif %}"),
+    )
+    .expect("write");
+    let bad = dir.path().join("strict.gguf");
+    lmdensity_hub::gguf::write_tiny_llama_with(
+        &bad,
+        7,
+        Some("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}{{ messages[0]['content'] }}"),
+    )
+    .expect("write");
+    let run = |model: &std::path::Path| {
+        lmdensity(
+            dir.path(),
+            &[
+                "eval",
+                "--model-path",
+                model.to_str().expect("utf8"),
+                "--tasks-file",
+                tasks,
+                "--tasks",
+                "sums",
+                "--apply-chat-template",
+                "--system-prompt",
+                "Add.",
+                "--threads",
+                "1",
+                "--quiet",
+            ],
+        )
+    };
+    let out = run(&good);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = run_dirs(&dir.path().join("results"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(runs[0].join("manifest.json")).expect("manifest"))
+            .expect("json");
+    assert_eq!(
+        manifest["settings"]["prompt_item_0"],
+        "<s>[system] Add.\n[user] Question: What is 1 plus 1?\nAnswer:\n[assistant]"
+    );
+    assert_eq!(generations(&runs[0]).len(), 5);
+    let out = run(&bad);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("strict")
+            && err.contains("item 0")
+            && err.contains("System role not supported"),
+        "{err}"
+    );
+    assert_eq!(
+        run_dirs(&dir.path().join("results")).len(),
+        1,
+        "nothing written"
+    );
+}
+
 #[test]
 fn chat_templates_on_log_likelihood_tasks_and_extra_shots_on_fixed_shot_tasks_are_refused() {
     let (dir, model, _) = tiny_setup();

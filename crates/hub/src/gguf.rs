@@ -540,6 +540,15 @@ impl<W: Write> Write for CountingWriter<'_, W> {
 /// 259 tokens, 2 layers, width 32) that llama.cpp loads and runs. For fast tests of the
 /// plumbing only: its numbers say nothing about real models.
 pub fn write_tiny_llama(path: &Path, seed: u64) -> std::io::Result<()> {
+    write_tiny_llama_with(path, seed, None)
+}
+
+/// [`write_tiny_llama`] with a chat template in its metadata (`tokenizer.chat_template`).
+pub fn write_tiny_llama_with(
+    path: &Path,
+    seed: u64,
+    chat_template: Option<&str>,
+) -> std::io::Result<()> {
     let (n_embd, n_ff, n_layer, n_head, n_vocab) = (32u64, 64u64, 2u64, 4u64, 259u64);
     let mut tokens = vec![
         GgufValue::Str("<unk>".into()),
@@ -578,6 +587,10 @@ pub fn write_tiny_llama(path: &Path, seed: u64) -> std::io::Result<()> {
         ("tokenizer.ggml.eos_token_id", GgufValue::Uint(2)),
         ("tokenizer.ggml.add_bos_token", GgufValue::Bool(true)),
     ];
+    let mut metadata = metadata;
+    if let Some(template) = chat_template {
+        metadata.push(("tokenizer.chat_template", GgufValue::Str(template.into())));
+    }
     let mut state = seed
         .wrapping_mul(6364136223846793005)
         .wrapping_add(1442695040888963407);
