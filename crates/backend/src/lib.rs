@@ -362,6 +362,17 @@ impl LogSoftmax {
     }
 }
 
+/// Length of the prefix every sequence shares (0 for none).
+pub fn common_prefix_len<'a>(sequences: impl IntoIterator<Item = &'a [TokenId]>) -> usize {
+    let mut sequences = sequences.into_iter();
+    let Some(first) = sequences.next() else {
+        return 0;
+    };
+    sequences.fold(first.len(), |n, other| {
+        n.min(first.iter().zip(other).take_while(|(a, b)| a == b).count())
+    })
+}
+
 /// The argmax of one logits row (the first index on ties), the greedy choice; non-finite
 /// logits are an error carrying the first bad value.
 pub fn greedy_token(logits: &[f32]) -> Result<TokenId, f32> {

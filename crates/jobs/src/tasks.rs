@@ -359,7 +359,7 @@ impl TaskJob {
         };
         // lm-eval keeps the last max_length − max_gen_toks tokens of a prompt.
         let keep = encoding.max_len - budget;
-        let mut texts = Vec::with_capacity(items.len());
+        let mut first_prompt = None;
         let mut prompts = Vec::with_capacity(items.len());
         for item in &items {
             let (text, mut tokens) = match &template {
@@ -392,7 +392,7 @@ impl TaskJob {
             }
             let excess = tokens.len().saturating_sub(keep);
             tokens.drain(..excess);
-            texts.push(text);
+            first_prompt.get_or_insert(text);
             prompts.push(tokens);
         }
         let chat = match &template {
@@ -410,16 +410,14 @@ impl TaskJob {
         );
         let extra = settings([
             ("parallel", json!(self.parallel)),
-            ("prompt_item_0", json!(texts.first())),
+            ("prompt_item_0", json!(first_prompt)),
         ]);
         let mut handle = match run::open(&ws.store(), engine, &run_spec, self.resume, extra)? {
             Opened::Complete(done) => return Ok(done),
             Opened::Open(handle) => handle,
         };
         let longest = prompts.iter().map(Vec::len).max().unwrap_or(1);
-        let shared = prompts.iter().skip(1).fold(prompts[0].len(), |n, p| {
-            n.min(prompts[0].iter().zip(p).take_while(|(a, b)| a == b).count())
-        });
+        let shared = lmdensity_backend::common_prefix_len(prompts.iter().map(Vec::as_slice));
         let max_len = longest + budget;
         let cells = shared + self.parallel * (longest - shared + budget) + 512;
         let mut session = engine

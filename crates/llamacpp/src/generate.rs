@@ -10,7 +10,8 @@
 
 use llama_cpp_2::token::LlamaToken;
 use lmdensity_backend::{
-    greedy_token, BackendError, GenerateRequest, GeneratedToken, TokenId, TokenWatcher,
+    common_prefix_len, greedy_token, BackendError, GenerateRequest, GeneratedToken, TokenId,
+    TokenWatcher,
 };
 
 use crate::LlamaCppSession;
@@ -207,13 +208,10 @@ impl LlamaCppSession<'_> {
     /// The tokens every queued prompt begins with, less at least each prompt's last token
     /// (whose logits every sequence needs for itself).
     fn shared_prompt_prefix(&self, requests: &[GenerateRequest], queue: &[usize]) -> Vec<TokenId> {
-        let first = &requests[queue[0]].prompt;
-        let len = queue.iter().fold(first.len(), |n, &r| {
-            let other = &requests[r].prompt;
-            n.min(other.len() - 1)
-                .min(first.iter().zip(other).take_while(|(a, b)| a == b).count())
-        });
-        first[..len].to_vec()
+        let prompts = queue.iter().map(|&r| requests[r].prompt.as_slice());
+        let shortest = queue.iter().map(|&r| requests[r].prompt.len()).min();
+        let len = common_prefix_len(prompts).min(shortest.unwrap_or(1) - 1);
+        requests[queue[0]].prompt[..len].to_vec()
     }
 
     /// Makes sequence 0 hold exactly `prefix` and nothing else be in the cache, reusing what

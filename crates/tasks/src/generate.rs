@@ -76,14 +76,14 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
 /// token, or `max_new_tokens`; as many sequences at once as the engine decodes together.
 pub fn generate_until(
     model: &mut dyn LanguageModel,
-    prompts: &[Vec<TokenId>],
+    prompts: &[&[TokenId]],
     until: &[String],
     max_new_tokens: usize,
 ) -> Result<Vec<Generation>, lmdensity_backend::BackendError> {
     let requests: Vec<GenerateRequest> = prompts
         .iter()
         .map(|p| GenerateRequest {
-            prompt: p.clone(),
+            prompt: p.to_vec(),
             max_new_tokens,
         })
         .collect();
@@ -238,7 +238,7 @@ impl Resumable for GenerationWork<'_> {
     }
 
     fn compute_group(&mut self, units: &[usize]) -> Result<Vec<Vec<Sample>>, TaskError> {
-        let prompts: Vec<Vec<TokenId>> = units.iter().map(|&u| self.prompts[u].clone()).collect();
+        let prompts: Vec<&[TokenId]> = units.iter().map(|&u| self.prompts[u].as_slice()).collect();
         let generations = generate_until(
             &mut *self.model,
             &prompts,
@@ -355,9 +355,10 @@ pub fn generation_metrics(
             .iter()
             .zip(samples)
             .map(|(answer, s)| {
-                let answer = answer.as_deref().unwrap_or(&filter.fallback);
                 f64::from(u8::from(
-                    answer != "[invalid]" && matcher.matches(answer, &s.reference),
+                    answer
+                        .as_deref()
+                        .is_some_and(|a| matcher.matches(a, &s.reference)),
                 ))
             })
             .collect();
@@ -518,7 +519,7 @@ mod tests {
     fn stop_sequences_cut_the_text_and_are_the_stop_reason() {
         let until = vec!["Question:".to_string(), "\n\n".to_string()];
         let mut model = Scripted::new(" 3 + 4 = 7. So the answer is 7.\n\nQuestion: more", false);
-        let g = generate_until(&mut model, &[vec![1]], &until, 100).expect("generates");
+        let g = generate_until(&mut model, &[&[1]], &until, 100).expect("generates");
         assert_eq!(g[0].text, " 3 + 4 = 7. So the answer is 7.");
         assert_eq!(
             g[0].stop,
@@ -536,13 +537,13 @@ mod tests {
     #[test]
     fn the_budget_and_end_of_generation_are_stop_reasons_not_errors() {
         let mut model = Scripted::new("forever and ever and ever", false);
-        let g = generate_until(&mut model, &[vec![1], vec![2]], &[], 7).expect("generates");
+        let g = generate_until(&mut model, &[&[1], &[2]], &[], 7).expect("generates");
         assert_eq!(g.len(), 2);
         assert_eq!(g[1].text, "forever");
         assert_eq!(g[1].stop, StopReason::TokenBudget);
         assert_eq!(g[1].tokens.len(), 7);
         let mut model = Scripted::new("done", true);
-        let g = generate_until(&mut model, &[vec![1]], &["\n\n".into()], 50).expect("generates");
+        let g = generate_until(&mut model, &[&[1]], &["\n\n".into()], 50).expect("generates");
         assert_eq!(g[0].text, "done");
         assert_eq!(g[0].stop, StopReason::EndOfGeneration);
     }
