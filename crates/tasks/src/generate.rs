@@ -11,8 +11,9 @@ use lmdensity_core::{
 use regex::Regex;
 
 use crate::items::Item;
+use crate::math_answer::normalize_final_answer;
 use crate::score::foreign_sample;
-use crate::spec::{AnswerFilter, TaskSpec};
+use crate::spec::{AnswerFilter, AnswerNormalization, TaskSpec};
 use crate::TaskError;
 
 /// What one generation produced.
@@ -168,6 +169,40 @@ impl ExactMatch {
     pub fn matches(&self, answer: &str, reference: &str) -> bool {
         self.normalise(answer) == self.normalise(reference)
     }
+
+    /// Whether `answer` matches the sample's reference or any answer it also accepts (lm-eval
+    /// scores a list of targets as right when any one matches).
+    pub fn matches_any(&self, answer: &str, sample: &GenerationSample) -> bool {
+        let answer = self.normalise(answer);
+        std::iter::once(&sample.reference)
+            .chain(&sample.also_accepted)
+            .any(|r| self.normalise(r) == answer)
+    }
+}
+
+/// The answer a filter extracts from a generation, normalised as the task says; `None` where
+/// the filter finds nothing.
+pub fn extract_answer(
+    spec: &TaskSpec,
+    filter: &AnswerFilter,
+    regex: &Regex,
+    text: &str,
+) -> Option<String> {
+    let answer = if filter.name == "none" {
+        Some(text.to_string())
+    } else if filter.append.is_empty() {
+        extract(regex, filter.group_select, text)
+    } else {
+        extract(
+            regex,
+            filter.group_select,
+            &format!("{text}{}", filter.append),
+        )
+    }?;
+    Some(match spec.answer_normalization {
+        AnswerNormalization::None => answer,
+        AnswerNormalization::MinervaMath => normalize_final_answer(&answer),
+    })
 }
 
 /// Generates every item not yet in `run` (resuming), one sample per item, and returns the
@@ -261,6 +296,13 @@ impl Resumable for GenerationWork<'_> {
                         .get(item.gold)
                         .cloned()
                         .unwrap_or_default(),
+                    also_accepted: item
+                        .choice_texts
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, _)| i != item.gold)
+                        .map(|(_, c)| c.clone())
+                        .collect(),
                 })]
             })
             .collect())
@@ -300,6 +342,7 @@ fn filters_of(spec: &TaskSpec) -> Vec<AnswerFilter> {
             regex: "(?s).*".into(),
             group_select: 0,
             fallback: String::new(),
+            append: String::new(),
         }]
     } else {
         spec.filters.clone()
@@ -343,22 +386,14 @@ pub fn generation_metrics(
         };
         let extracted: Vec<Option<String>> = samples
             .iter()
-            .map(|s| {
-                if filter.name == "none" {
-                    Some(s.text.clone())
-                } else {
-                    extract(&regex, filter.group_select, &s.text)
-                }
-            })
+            .map(|s| extract_answer(spec, &filter, &regex, &s.text))
             .collect();
         let hits: Vec<f64> = extracted
             .iter()
             .zip(samples)
             .map(|(answer, s)| {
                 f64::from(u8::from(
-                    answer
-                        .as_deref()
-                        .is_some_and(|a| matcher.matches(a, &s.reference)),
+                    answer.as_deref().is_some_and(|a| matcher.matches_any(a, s)),
                 ))
             })
             .collect();
@@ -369,13 +404,23 @@ pub fn generation_metrics(
             stderr,
             unit: "fraction".into(),
             how: format!(
-                "fraction of items whose answer extracted by `{}` (regex {:?}, match {}) equals the reference after removing {:?}{}{} (lm-eval exact_match)",
+                "fraction of items whose answer extracted by `{}` (regex {:?}{}, match {}){} equals {} after removing {:?}{}{} (lm-eval exact_match{})",
                 filter.name,
                 filter.regex,
+                if filter.append.is_empty() { String::new() } else { format!(" on the text + {:?}", filter.append) },
                 filter.group_select,
+                match spec.answer_normalization {
+                    AnswerNormalization::None => "",
+                    AnswerNormalization::MinervaMath => " and normalised as Minerva's normalize_final_answer",
+                },
+                if samples.iter().any(|s| !s.also_accepted.is_empty()) { "the reference or any other accepted answer" } else { "the reference" },
                 spec.regexes_to_ignore,
                 if spec.ignore_case { ", case ignored" } else { "" },
                 if spec.ignore_punctuation { ", punctuation ignored" } else { "" },
+                match spec.answer_normalization {
+                    AnswerNormalization::None => "",
+                    AnswerNormalization::MinervaMath => "; string equality only: lm-eval's minerva_math also accepts answers sympy proves equal",
+                },
             ),
         });
         let invalid = extracted.iter().filter(|a| a.is_none()).count();
@@ -560,6 +605,7 @@ mod tests {
                 sequence: "\n\n".into(),
             },
             reference: reference.into(),
+            also_accepted: Vec::new(),
         };
         let samples = [
             // Both filters find 1,200 → "1200" after the ignored commas.
@@ -584,6 +630,83 @@ mod tests {
         assert_eq!(get("invalid,strict-match"), 2.0);
         assert_eq!(get("invalid,flexible-extract"), 1.0);
         assert_eq!(get("items"), 4.0);
+    }
+
+    fn builtin(name: &str) -> TaskSpec {
+        crate::TaskSet::builtin()
+            .tasks
+            .into_iter()
+            .find(|t| t.name == name)
+            .unwrap_or_else(|| panic!("{name} declared"))
+    }
+
+    fn metric(m: &RunMetrics, name: &str) -> f64 {
+        m.metrics
+            .iter()
+            .find(|x| x.name == name)
+            .map(|x| x.value)
+            .unwrap_or_else(|| panic!("{name} missing: {:?}", m.metrics))
+    }
+
+    fn generated(text: &str, reference: &str, also: &[&str]) -> GenerationSample {
+        GenerationSample {
+            index: 0,
+            text: text.into(),
+            n_tokens: 10,
+            n_prompt_tokens: 100,
+            stop: StopReason::EndOfGeneration,
+            reference: reference.into(),
+            also_accepted: also.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn minerva_answers_are_read_from_the_final_answer_line_and_normalised() {
+        let spec = builtin("minerva_math_500");
+        let samples = [
+            // The answer line cut (budget) before "I hope it is correct.", which is appended.
+            generated(
+                " So $x=\\boxed{\\frac12}$.\nFinal Answer: The final answer is $\\frac12$. ",
+                "\\frac{1}{2}",
+                &[],
+            ),
+            // Units and dollar signs removed, thousands separator dropped.
+            generated(
+                " ...\nFinal Answer: The final answer is $1,000$ dollars. I hope it is correct.",
+                "1000",
+                &[],
+            ),
+            // Right number in a box but no answer line: lm-eval's extraction finds nothing.
+            generated(" The answer is $\\boxed{7}$.", "7", &[]),
+            // A wrong answer.
+            generated(
+                " Final Answer: The final answer is $3$. I hope it is correct.",
+                "4",
+                &[],
+            ),
+        ];
+        let m = generation_metrics(&spec, &samples, RunStatus::Complete, 1.0);
+        assert_eq!(metric(&m, "minerva_math_500/exact_match,minerva"), 0.5);
+        assert_eq!(metric(&m, "minerva_math_500/invalid,minerva"), 1.0);
+    }
+
+    #[test]
+    fn short_answers_match_any_accepted_answer_without_case_punctuation_or_articles() {
+        let spec = builtin("nq_open");
+        let samples = [
+            generated(" The Beatles", "Beatles", &[]),
+            generated(" paris", "Lutetia", &["Paris", "City of Light"]),
+            generated(" Justin Timberlake!", "justin timberlake", &[]),
+            generated(" London", "Paris", &["City of Light"]),
+            // Nothing generated before the stop sequence: no answer, scored wrong.
+            generated("", "Paris", &[]),
+        ];
+        let m = generation_metrics(&spec, &samples, RunStatus::Complete, 1.0);
+        assert_eq!(metric(&m, "nq_open/exact_match,remove_whitespace"), 0.6);
+        assert_eq!(metric(&m, "nq_open/invalid,remove_whitespace"), 1.0);
+        let spec = builtin("triviaqa");
+        let m = generation_metrics(&spec, &samples[1..2], RunStatus::Complete, 1.0);
+        assert_eq!(metric(&m, "triviaqa/exact_match,remove_whitespace"), 1.0);
     }
 
     #[test]

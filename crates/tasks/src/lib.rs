@@ -11,12 +11,13 @@ pub mod chat;
 pub mod data;
 pub mod generate;
 pub mod items;
+pub mod math_answer;
 pub mod score;
 pub mod spec;
 pub mod template;
 
 pub use items::Item;
-pub use spec::{GroupSpec, TaskKind, TaskSet, TaskSpec};
+pub use spec::{AnswerNormalization, GroupSpec, TaskKind, TaskSet, TaskSpec};
 
 /// What can go wrong with a task.
 #[derive(Debug, thiserror::Error)]

@@ -45,6 +45,22 @@ pub struct AnswerFilter {
     /// The answer when nothing matches.
     #[serde(default = "default_fallback")]
     pub fallback: String,
+    /// Text appended to the generation before matching (lm-eval's `minerva_math` appends
+    /// "I hope it is correct." so that an answer line cut by the stop sequence still matches).
+    #[serde(default)]
+    pub append: String,
+}
+
+/// How extracted answers are normalised before they are compared with the reference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AnswerNormalization {
+    /// Compared as extracted (`regexes_to_ignore`, `ignore_case`, `ignore_punctuation` apply).
+    #[default]
+    None,
+    /// Minerva's final-answer normalisation ([`crate::math_answer::normalize_final_answer`]),
+    /// as lm-eval's `minerva_math` applies it to the answer; the reference is stored normalised.
+    MinervaMath,
 }
 
 fn default_fallback() -> String {
@@ -178,6 +194,9 @@ pub struct TaskSpec {
     /// whole text (`exact_match,none`).
     #[serde(default)]
     pub filters: Vec<AnswerFilter>,
+    /// `generate_until`: how answers are normalised before matching.
+    #[serde(default)]
+    pub answer_normalization: AnswerNormalization,
     /// `exact_match`: patterns removed from answer and reference before comparing.
     #[serde(default)]
     pub regexes_to_ignore: Vec<String>,
@@ -305,10 +324,13 @@ impl TaskSet {
             let generative = t.kind == TaskKind::GenerateUntil;
             let bad_task = |what: &str| bad(format!("task `{}`: {what}", t.name));
             if !generative
-                && (!t.until.is_empty() || t.max_gen_toks.is_some() || !t.filters.is_empty())
+                && (!t.until.is_empty()
+                    || t.max_gen_toks.is_some()
+                    || !t.filters.is_empty()
+                    || t.answer_normalization != AnswerNormalization::None)
             {
                 return Err(bad_task(
-                    "`until`, `max_gen_toks` and `filters` apply to kind = \"generate_until\" only",
+                    "`until`, `max_gen_toks`, `filters` and `answer_normalization` apply to kind = \"generate_until\" only",
                 ));
             }
             if t.max_gen_toks == Some(0) {

@@ -12,7 +12,9 @@ use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
-use tokenizers::{AddedToken, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer};
+use tokenizers::{
+    AddedToken, DecoderWrapper, PreTokenizerWrapper, SplitDelimiterBehavior, Tokenizer,
+};
 
 /// Why a tokenizer could not be built or used; each names the file.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,50 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     source: PathBuf,
     how: String,
+    pieces: Pieces,
+}
+
+/// What generation needs to turn one token back into bytes, read once from the tokenizer:
+/// `tokenizers` decodes whole sequences into `String`s, which cannot represent a token that
+/// holds part of a UTF-8 character, so single tokens are mapped here from their vocabulary
+/// strings the way the tokenizer's decoder would.
+#[derive(Debug, Default)]
+struct Pieces {
+    /// Vocabulary strings are GPT-2 byte-level (each byte one printable character); otherwise
+    /// SentencePiece style: `▁` for a space, `<0xHH>` for a raw byte.
+    byte_level: bool,
+    /// Added tokens: special ones (control tokens) give no text, the others their content.
+    added: std::collections::HashMap<u32, Option<String>>,
+}
+
+impl Pieces {
+    fn of(inner: &Tokenizer) -> Self {
+        Pieces {
+            byte_level: matches!(inner.get_decoder(), Some(DecoderWrapper::ByteLevel(_))),
+            added: inner
+                .get_added_tokens_decoder()
+                .into_iter()
+                .map(|(id, t)| (id, (!t.special).then_some(t.content)))
+                .collect(),
+        }
+    }
+}
+
+/// GPT-2's byte-level alphabet backwards: the byte a vocabulary character stands for.
+/// Printable bytes (`!`..`~`, `¡`..`¬`, `®`..`ÿ`) stand for themselves; the other 68 bytes
+/// were moved, in order, to U+0100 onwards.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let printable =
+        |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+    let code = u32::from(c);
+    if code < 256 {
+        return printable(code).then(|| code as u8);
+    }
+    let moved = usize::try_from(code - 256).ok()?;
+    (0u32..256)
+        .filter(|&b| !printable(b))
+        .nth(moved)
+        .map(|b| b as u8)
 }
 
 impl std::fmt::Debug for TextTokenizer {
@@ -114,6 +160,7 @@ impl TextTokenizer {
         // tokenizes without parse_special: they must not become control ids.
         inner.set_encode_special_tokens(true);
         Ok(TextTokenizer {
+            pieces: Pieces::of(&inner),
             inner,
             source: path.to_path_buf(),
             how: "tokenizer.json".into(),
@@ -208,6 +255,7 @@ impl TextTokenizer {
         }
         inner.set_encode_special_tokens(true);
         Ok(TextTokenizer {
+            pieces: Pieces::of(&inner),
             inner,
             source: path.to_path_buf(),
             how: format!("byte-level BPE rebuilt from GGUF metadata (pre-tokenizer `{pre}`)"),
@@ -235,6 +283,36 @@ impl TextTokenizer {
                 path: self.source.clone(),
                 detail: e.to_string(),
             })
+    }
+
+    /// The bytes `id` stands for in generated text: nothing for a special token, the raw byte
+    /// of a byte-fallback token (`<0x0A>`), else its vocabulary string decoded as the
+    /// tokenizer's decoder would (byte-level characters to bytes, or `▁` to a space). `None`
+    /// for an id outside the vocabulary.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        if let Some(added) = self.pieces.added.get(&id) {
+            // Added tokens are stored as text, not in the byte-level alphabet; SentencePiece
+            // vocabularies still spell their spaces `▁` (Gemma's whitespace-run tokens).
+            let text = added.as_deref().unwrap_or_default();
+            return Some(if self.pieces.byte_level {
+                text.as_bytes().to_vec()
+            } else {
+                text.replace('\u{2581}', " ").into_bytes()
+            });
+        }
+        let piece = self.inner.id_to_token(id)?;
+        if self.pieces.byte_level {
+            return piece.chars().map(byte_level_byte).collect();
+        }
+        let fallback = piece
+            .strip_prefix("<0x")
+            .and_then(|h| h.strip_suffix('>'))
+            .filter(|h| h.len() == 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        Some(match fallback {
+            Some(byte) => vec![byte],
+            None => piece.replace('\u{2581}', " ").into_bytes(),
+        })
     }
 
     /// Tokens the tokenizer knows, added tokens included.
@@ -275,5 +353,26 @@ impl TextTokenizer {
     /// Where it was read from, and how it was built.
     pub fn describe(&self) -> String {
         format!("{} ({})", self.source.display(), self.how)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::byte_level_byte;
+
+    #[test]
+    fn byte_level_characters_map_back_to_their_bytes() {
+        assert_eq!(byte_level_byte('a'), Some(b'a'));
+        assert_eq!(byte_level_byte('Ġ'), Some(b' '));
+        assert_eq!(byte_level_byte('Ċ'), Some(b'\n'));
+        assert_eq!(byte_level_byte('ÿ'), Some(0xff));
+        assert_eq!(byte_level_byte('\u{100}'), Some(0));
+        // 68 bytes were moved: U+0100..U+0143; nothing past them, nor a raw control character.
+        assert_eq!(byte_level_byte('\u{143}'), Some(0xad));
+        assert_eq!(byte_level_byte('\u{144}'), None);
+        assert_eq!(byte_level_byte(' '), None);
+        let all: std::collections::BTreeSet<u8> =
+            ('\u{21}'..='\u{143}').filter_map(byte_level_byte).collect();
+        assert_eq!(all.len(), 256);
     }
 }
