@@ -55,6 +55,79 @@ fn generations(run: &std::path::Path) -> Vec<lmdensity_core::GenerationSample> {
         .collect()
 }
 
+/// A code task on the tiny model: every completion runs with its tests in the sandbox and its
+/// outcome is in the sample; pass@1 counts them, and lm-eval's JSON names it as lm-eval does.
+#[test]
+fn code_tasks_run_each_completion_in_the_sandbox_and_report_pass_at_1() {
+    let (dir, model, _) = tiny_setup();
+    let docs: String = (1..=3)
+        .map(|i| format!("{{\"k\": {i}, \"solution\": \"    return x * {i}\"}}\n"))
+        .collect();
+    std::fs::write(dir.path().join("code.jsonl"), docs).expect("docs");
+    let toml = r#"[[task]]
+name = "times"
+description = "toy code task, generated"
+path = "code.jsonl"
+format = "jsonl"
+split = "test"
+kind = "generate_until"
+text = "def times(x):\n"
+choices = ["{{solution}}"]
+gold = "0"
+target_delimiter = ""
+until = ["\ndef"]
+max_gen_toks = 6
+program = "def times(x):\n{{completion}}\nassert times(2) == 2 * {{k}}"
+metrics = ["pass@1"]
+"#;
+    let tasks = dir.path().join("tasks.toml");
+    std::fs::write(&tasks, toml).expect("tasks file");
+    let out = lmdensity(
+        dir.path(),
+        &[
+            "eval",
+            "--model-path",
+            model.to_str().expect("utf8"),
+            "--tasks-file",
+            tasks.to_str().expect("utf8"),
+            "--tasks",
+            "times",
+            "--threads",
+            "1",
+            "--quiet",
+            "--lm-eval-json",
+            "lm-eval.json",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let runs = run_dirs(&dir.path().join("results"));
+    let samples = generations(&runs[0]);
+    assert_eq!(samples.len(), 3);
+    // Random weights write no valid body: each program fails, and says why.
+    for g in &samples {
+        match &g.execution {
+            Some(lmdensity_core::ExecutionOutcome::Failed { error }) => {
+                assert!(error.contains("Error"), "{g:?}")
+            }
+            other => panic!("expected a failed program, got {other:?} for {g:?}"),
+        }
+    }
+    let metrics = metrics_of(&runs[0]);
+    assert_eq!(metric(&metrics, "times/pass@1"), 0.0);
+    assert_eq!(metric(&metrics, "times/timed_out"), 0.0);
+    assert!(
+        !metrics.to_string().contains("exact_match"),
+        "a pass@1 task reports no exact match"
+    );
+    let lm_eval: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("lm-eval.json")).expect("json"))
+            .expect("json");
+    assert_eq!(
+        lm_eval["results"]["times"]["pass@1,create_test"].as_f64(),
+        Some(0.0)
+    );
+}
+
 #[test]
 fn generative_eval_records_each_generation_and_resumes() {
     let (dir, model, _) = tiny_setup();
@@ -450,7 +523,7 @@ fn curated_generative_runs_recompute_from_their_samples() {
         for m in again
             .metrics
             .iter()
-            .filter(|m| m.name.contains("exact_match"))
+            .filter(|m| m.name.contains("exact_match") || m.name.contains("pass@1"))
         {
             let stored = metrics.get(&m.name).expect("stored").value;
             assert!(

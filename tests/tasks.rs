@@ -730,3 +730,53 @@ fn open_domain_qa_items_have_lm_eval_prompts_and_every_accepted_answer() {
         .collect();
     assert_eq!(items[0].choice_texts, aliases);
 }
+
+/// The code tasks' programs are right: every HumanEval canonical solution, and the reference
+/// code of the first 100 MBPP problems, put where a completion goes, passes its tests in the
+/// sandbox; a wrong body fails; and the programs hold lm-eval's pieces.
+#[test]
+fn code_tasks_reference_solutions_pass_their_tests_in_the_sandbox() {
+    use lmdensity_core::ExecutionOutcome;
+    use lmdensity_tasks::sandbox::{PythonSandbox, SandboxLimits};
+    let sandbox = PythonSandbox::find(SandboxLimits::default()).expect("sandbox");
+    let (spec, docs) = documents("humaneval");
+    assert_eq!(docs.len(), 164);
+    let items = build_items(&spec, &docs, None).expect("items");
+    let mut failed = Vec::new();
+    for (item, doc) in items.iter().zip(&docs) {
+        let (before, after) = item.program.as_ref().expect("a program");
+        assert!(item.requests[0].0.starts_with(field(doc, "prompt")));
+        assert!(item.requests[0].0.ends_with("```python\n"));
+        assert!(after.ends_with(&format!("check({})", field(doc, "entry_point"))));
+        let outcome = sandbox.run(&format!(
+            "{before}{}{after}",
+            field(doc, "canonical_solution")
+        ));
+        if outcome != ExecutionOutcome::Passed {
+            failed.push((field(doc, "task_id").to_string(), outcome));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+    let (before, after) = items[0].program.as_ref().expect("a program");
+    assert!(matches!(
+        sandbox.run(&format!("{before}    return not True\n{after}")),
+        ExecutionOutcome::Failed { .. }
+    ));
+
+    let (spec, docs) = documents("mbpp");
+    assert_eq!(docs.len(), 500);
+    let items = build_items(&spec, &docs[..100], None).expect("items");
+    let mut failed = Vec::new();
+    for (item, doc) in items.iter().zip(&docs) {
+        assert!(item.requests[0]
+            .0
+            .starts_with("You are an expert Python programmer"));
+        assert!(item.requests[0].0.ends_with("[BEGIN]\n"));
+        let (before, after) = item.program.as_ref().expect("a program");
+        let outcome = sandbox.run(&format!("{before}{}{after}", field(doc, "code")));
+        if outcome != ExecutionOutcome::Passed {
+            failed.push((doc["task_id"].to_string(), outcome));
+        }
+    }
+    assert!(failed.is_empty(), "{failed:?}");
+}

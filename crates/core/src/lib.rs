@@ -13,8 +13,8 @@ pub mod stats;
 pub mod store;
 
 pub use schema::{
-    AnalysisRecord, BackendRecord, BenchSample, ChoiceScore, GenerationSample, ItemSample, Metric,
-    ModelRecord, RunManifest, RunMetrics, RunStatus, Sample, SoftwareRecord, StopReason, SweepRow,
-    SweepTable, WindowSample, SCHEMA_VERSION,
+    AnalysisRecord, BackendRecord, BenchSample, ChoiceScore, ExecutionOutcome, GenerationSample,
+    ItemSample, Metric, ModelRecord, RunManifest, RunMetrics, RunStatus, Sample, SoftwareRecord,
+    StopReason, SweepRow, SweepTable, WindowSample, SCHEMA_VERSION,
 };
 pub use store::{ResultsStore, RunHandle, StoreError, StoredRun};

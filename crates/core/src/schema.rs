@@ -221,6 +221,27 @@ pub struct GenerationSample {
     /// NQ-open's answers); absent when there is one reference.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub also_accepted: Vec<String>,
+    /// For code tasks: how the generated program fared against the item's tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution: Option<ExecutionOutcome>,
+}
+
+/// How a generated program fared when run with its tests (in a sandbox).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ExecutionOutcome {
+    /// It exited normally: every test passed.
+    Passed,
+    /// It raised or exited with an error (the end of its error output).
+    Failed {
+        /// The last lines it wrote to stderr, or its exit status.
+        error: String,
+    },
+    /// It was still running at the wall-clock limit and was killed.
+    TimedOut {
+        /// The limit, seconds.
+        seconds: f64,
+    },
 }
 
 /// One timed repetition of a `bench` test: enough to recompute tokens/s and its statistics.

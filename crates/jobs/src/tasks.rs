@@ -503,8 +503,22 @@ pub fn lm_eval_results(
                 continue;
             };
             // Generative metrics carry their filter already (`exact_match,strict-match`).
-            let (name, filter) = name.split_once(',').unwrap_or((name, "none"));
-            if !["acc", "acc_norm", "acc_bytes", "perplexity", "exact_match"].contains(&name) {
+            // lm-eval's code tasks name their program-building filter `create_test`.
+            let (name, filter) = match name.split_once(',') {
+                Some(split) => split,
+                None if name == "pass@1" => (name, "create_test"),
+                None => (name, "none"),
+            };
+            if ![
+                "acc",
+                "acc_norm",
+                "acc_bytes",
+                "perplexity",
+                "exact_match",
+                "pass@1",
+            ]
+            .contains(&name)
+            {
                 continue;
             }
             entry.insert(format!("{name},{filter}"), json!(metric.value));

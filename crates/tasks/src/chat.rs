@@ -138,6 +138,7 @@ mod tests {
             )],
             choice_texts: vec!["4".into()],
             gold: 0,
+            program: None,
             shots: vec![("Question: 1+1?\nAnswer:".into(), " 2".into())],
             question: "Question: 2+2?\nAnswer:".into(),
         }

@@ -6,12 +6,14 @@ use lmdensity_backend::{GenerateRequest, GeneratedToken, LanguageModel, TokenId}
 use lmdensity_core::driver::{drive, Resumable};
 use lmdensity_core::stats::mean_and_stderr;
 use lmdensity_core::{
-    GenerationSample, Metric, RunHandle, RunMetrics, RunStatus, Sample, StopReason, SCHEMA_VERSION,
+    ExecutionOutcome, GenerationSample, Metric, RunHandle, RunMetrics, RunStatus, Sample,
+    StopReason, SCHEMA_VERSION,
 };
 use regex::Regex;
 
 use crate::items::Item;
 use crate::math_answer::normalize_final_answer;
+use crate::sandbox::{PythonSandbox, SandboxLimits};
 use crate::score::foreign_sample;
 use crate::spec::{AnswerFilter, AnswerNormalization, TaskSpec};
 use crate::TaskError;
@@ -215,11 +217,22 @@ pub fn run_generation(
     run: &mut RunHandle,
     on_progress: &mut dyn FnMut(usize, usize),
 ) -> Result<RunMetrics, TaskError> {
+    // Code is only generated where it can be run safely: refused before anything runs.
+    let sandbox = match spec.program {
+        Some(_) => Some(
+            PythonSandbox::find(SandboxLimits::default()).map_err(|what| TaskError::Execution {
+                task: spec.name.clone(),
+                what,
+            })?,
+        ),
+        None => None,
+    };
     let mut work = GenerationWork {
         model,
         spec,
         items,
         prompts,
+        sandbox,
         resumed: false,
     };
     drive(&mut work, run, on_progress)
@@ -230,6 +243,7 @@ struct GenerationWork<'a> {
     spec: &'a TaskSpec,
     items: &'a [Item],
     prompts: &'a [Vec<TokenId>],
+    sandbox: Option<PythonSandbox>,
     resumed: bool,
 }
 
@@ -285,6 +299,12 @@ impl Resumable for GenerationWork<'_> {
             .zip(generations)
             .map(|(&unit, g)| {
                 let item = &self.items[unit];
+                let execution = match (&self.sandbox, &item.program) {
+                    (Some(sandbox), Some((before, after))) => {
+                        Some(sandbox.run(&format!("{before}{}{after}", g.text)))
+                    }
+                    _ => None,
+                };
                 vec![Sample::Generation(GenerationSample {
                     index: item.index,
                     text: g.text,
@@ -303,6 +323,7 @@ impl Resumable for GenerationWork<'_> {
                         .filter(|&(i, _)| i != item.gold)
                         .map(|(_, c)| c.clone())
                         .collect(),
+                    execution,
                 })]
             })
             .collect())
@@ -332,6 +353,49 @@ impl Resumable for GenerationWork<'_> {
         }
         out
     }
+}
+
+/// `pass@1` (greedy: the share of items whose one program passed its tests) ± stderr, and the
+/// programs that were killed at the time limit, over the samples that were run.
+fn execution_metrics(spec: &TaskSpec, samples: &[GenerationSample]) -> Vec<Metric> {
+    let outcomes: Vec<&ExecutionOutcome> = samples
+        .iter()
+        .filter_map(|s| s.execution.as_ref())
+        .collect();
+    if outcomes.is_empty() {
+        return Vec::new();
+    }
+    let passed: Vec<f64> = outcomes
+        .iter()
+        .map(|o| f64::from(u8::from(matches!(o, ExecutionOutcome::Passed))))
+        .collect();
+    let (value, stderr) = mean_and_stderr(&passed);
+    let timed_out = outcomes
+        .iter()
+        .filter(|o| matches!(o, ExecutionOutcome::TimedOut { .. }))
+        .count();
+    let limits = SandboxLimits::default();
+    vec![
+        Metric {
+            name: format!("{}/pass@1", spec.name),
+            value,
+            stderr,
+            unit: "fraction".into(),
+            how: format!(
+                "fraction of items whose greedy completion, run with the item's tests in a bubblewrap sandbox (no network, read-only /usr only, {} s wall, {} CPU s, {} GiB address space), exits without error (pass@1 with one greedy sample per item)",
+                limits.wall.as_secs(),
+                limits.cpu_s,
+                limits.memory_bytes >> 30
+            ),
+        },
+        Metric {
+            name: format!("{}/timed_out", spec.name),
+            value: timed_out as f64,
+            stderr: None,
+            unit: "items".into(),
+            how: "programs killed at the wall-clock limit (counted as failed)".into(),
+        },
+    ]
 }
 
 /// The filters a task reports: its own, or the whole text as `none`.
@@ -376,11 +440,17 @@ pub fn generation_metrics(
     if samples.is_empty() {
         return finish(out);
     }
+    out.extend(execution_metrics(spec, samples));
     let matcher = match ExactMatch::of(spec) {
         Ok(m) => m,
         Err(_) => return finish(out),
     };
-    for filter in filters_of(spec) {
+    let filters = if spec.metrics.iter().any(|m| m == "exact_match") {
+        filters_of(spec)
+    } else {
+        Vec::new()
+    };
+    for filter in filters {
         let Ok(regex) = Regex::new(&filter.regex) else {
             continue;
         };
@@ -606,6 +676,7 @@ mod tests {
             },
             reference: reference.into(),
             also_accepted: Vec::new(),
+            execution: None,
         };
         let samples = [
             // Both filters find 1,200 → "1200" after the ignored commas.
@@ -657,6 +728,7 @@ mod tests {
             stop: StopReason::EndOfGeneration,
             reference: reference.into(),
             also_accepted: also.iter().map(|a| a.to_string()).collect(),
+            execution: None,
         }
     }
 

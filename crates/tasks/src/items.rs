@@ -25,6 +25,8 @@ pub struct Item {
     pub shots: Vec<(String, String)>,
     /// The context of the item itself, without preamble or shots.
     pub question: String,
+    /// Code tasks: the test program's text before and after the completion.
+    pub program: Option<(String, String)>,
 }
 
 /// Few-shot examples to put before each context.
@@ -111,6 +113,10 @@ fn document_item(spec: &TaskSpec, templates: &Templates, doc: &Value) -> Result<
     }
     let requests: Vec<(String, String)> = requests;
     let question = requests.first().map(|r| r.0.clone()).unwrap_or_default();
+    let program = match &spec.program {
+        Some(template) => Some(program_around_completion(templates, template, doc)?),
+        None => None,
+    };
     Ok(Item {
         index: 0,
         requests,
@@ -118,7 +124,33 @@ fn document_item(spec: &TaskSpec, templates: &Templates, doc: &Value) -> Result<
         gold,
         shots: Vec::new(),
         question,
+        program,
     })
+}
+
+/// The test program rendered with a marker for `{{completion}}`, split at the marker.
+fn program_around_completion(
+    templates: &Templates,
+    template: &str,
+    doc: &Value,
+) -> Result<(String, String), String> {
+    const MARKER: &str = "\u{0}lmdensity-completion\u{0}";
+    let mut with_completion = doc.clone();
+    match &mut with_completion {
+        Value::Object(fields) => {
+            fields.insert("completion".into(), Value::String(MARKER.into()));
+        }
+        _ => return Err("a code task's document must be an object".into()),
+    }
+    let program = templates.render(template, &with_completion)?;
+    match program.split_once(MARKER) {
+        Some((before, after)) if !after.contains(MARKER) => {
+            Ok((before.to_string(), after.to_string()))
+        }
+        _ => Err(format!(
+            "the program template {template:?} must use {{{{completion}}}} exactly once"
+        )),
+    }
 }
 
 /// The shots a context already holds (`context_shots`), split back into (prompt, answer)

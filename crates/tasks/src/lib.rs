@@ -12,6 +12,7 @@ pub mod data;
 pub mod generate;
 pub mod items;
 pub mod math_answer;
+pub mod sandbox;
 pub mod score;
 pub mod spec;
 pub mod template;
@@ -67,6 +68,14 @@ pub enum TaskError {
     /// The results store failed.
     #[error(transparent)]
     Store(#[from] lmdensity_core::StoreError),
+    /// Generated code cannot be run safely here.
+    #[error("{task}: {what}")]
+    Execution {
+        /// The task.
+        task: String,
+        /// What is missing.
+        what: String,
+    },
     /// A stored run does not match the task being resumed.
     #[error("resume: {0}")]
     Resume(String),

@@ -194,6 +194,11 @@ pub struct TaskSpec {
     /// whole text (`exact_match,none`).
     #[serde(default)]
     pub filters: Vec<AnswerFilter>,
+    /// `generate_until` with `pass@1`: the program run to test a completion, a template over the
+    /// document in which `{{completion}}` is the generated text (HumanEval: the prompt, the
+    /// completion, the tests and `check(entry_point)`).
+    #[serde(default)]
+    pub program: Option<String>,
     /// `generate_until`: how answers are normalised before matching.
     #[serde(default)]
     pub answer_normalization: AnswerNormalization,
@@ -251,7 +256,14 @@ pub struct TaskSet {
     pub groups: Vec<GroupSpec>,
 }
 
-const KNOWN_METRICS: [&str; 5] = ["acc", "acc_norm", "acc_bytes", "perplexity", "exact_match"];
+const KNOWN_METRICS: [&str; 6] = [
+    "acc",
+    "acc_norm",
+    "acc_bytes",
+    "perplexity",
+    "exact_match",
+    "pass@1",
+];
 
 /// One declaration per subtask.
 fn expand(spec: TaskSpec) -> Vec<TaskSpec> {
@@ -336,8 +348,23 @@ impl TaskSet {
             if t.max_gen_toks == Some(0) {
                 return Err(bad_task("`max_gen_toks` must be at least 1"));
             }
-            if generative && t.metrics.iter().any(|m| m != "exact_match") {
-                return Err(bad_task("a generate_until task reports `exact_match` only"));
+            if generative
+                && t.metrics
+                    .iter()
+                    .any(|m| m != "exact_match" && m != "pass@1")
+            {
+                return Err(bad_task(
+                    "a generate_until task reports `exact_match` and `pass@1` only",
+                ));
+            }
+            if !generative && t.metrics.iter().any(|m| m == "pass@1") {
+                return Err(bad_task("`pass@1` needs kind = \"generate_until\""));
+            }
+            let tests_code = t.metrics.iter().any(|m| m == "pass@1");
+            if tests_code != t.program.is_some() {
+                return Err(bad_task(
+                    "`pass@1` and `program` (the test program around `{{completion}}`) go together",
+                ));
             }
             for f in &t.filters {
                 regex::Regex::new(&f.regex)
@@ -459,7 +486,7 @@ mod tests {
             .map(|c| set.select(&format!("mmlu_{c}")).expect("category").len())
             .sum();
         assert_eq!(categories, 57);
-        assert_eq!(set.groups.len(), 7);
+        assert_eq!(set.groups.len(), 8);
         assert!(matches!(set.select("nope"), Err(TaskError::Unknown { .. })));
         let dup = format!("{BUILTIN_TASKS}\n[[task]]\nname = \"piqa\"\ndescription = \"x\"\npackage = \"p\"\npath = \"p\"\nformat = \"arrow\"\nsplit = \"v\"\ntext = \"t\"\nchoices = \"{{{{c}}}}\"\ngold = \"0\"\nmetrics = [\"acc\"]\n");
         let err = TaskSet::parse(&dup, "mine.toml")
