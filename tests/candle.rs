@@ -389,6 +389,11 @@ fn lm_eval_json_names_the_engine_that_ran() {
 #[test]
 fn real_candle_generates_with_llama_cpp_pieces_and_argmax() {
     use lmdensity_backend::{GenerateRequest, GeneratedToken};
+    // The one known difference: markup tokens (`<unused0>`, `<mask>`, `</s>`,
+    // `<start_of_image>`) that Gemma's tokenizer.json and its GGUF classify differently
+    // (ordinary added token vs control token), so one side renders them and the other gives
+    // nothing.
+    let markup = regex::Regex::new(r"^<[^<>]+>$").expect("regex");
     for id in ["smollm2-135m-instruct", "gemma-3-270m"] {
         let llama = LlamaCppModel::load(
             &weights(id),
@@ -403,11 +408,6 @@ fn real_candle_generates_with_llama_cpp_pieces_and_argmax() {
             CandleModel::load_gguf(&weights(id), candle_tokenizer(id), config()).expect("load");
         let mut session = candle.session(512).expect("session");
         let n_vocab = llama.info().n_vocab;
-        // The one known difference: markup tokens (`<unused0>`, `<mask>`, `</s>`,
-        // `<start_of_image>`) that Gemma's tokenizer.json and its GGUF classify differently
-        // (ordinary added token vs control token), so one side renders them and the other
-        // gives nothing.
-        let markup = regex::Regex::new(r"^<[^<>]+>$").expect("regex");
         let mut placeholders = 0;
         let differing: Vec<String> = (0..n_vocab as i32)
             .filter_map(|t| {

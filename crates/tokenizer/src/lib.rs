@@ -102,7 +102,7 @@ fn byte_level_byte(c: char) -> Option<u8> {
         |b: u32| (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
     let code = u32::from(c);
     if code < 256 {
-        return printable(code).then(|| code as u8);
+        return printable(code).then_some(code as u8);
     }
     let moved = usize::try_from(code - 256).ok()?;
     (0u32..256)
