@@ -495,6 +495,69 @@ fn real_chat_template_renders_into_special_tokens_and_ends_the_turn() {
     }
 }
 
+/// The candle engine applies the same chat template: read from the GGUF, rendered to the same
+/// prompt and tokenized into the same tokens (control tokens as themselves) as on llama.cpp,
+/// and its generation ends at the end of the assistant's turn too.
+#[test]
+fn real_chat_template_on_candle_gives_llama_cpps_prompt_tokens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A short budget: candle's Q4_1 kernels are scalar (see the README), so it generates slowly.
+    let tasks = arithmetic_task(dir.path(), 24);
+    let mut prompts = Vec::new();
+    for backend in ["llama.cpp", "candle"] {
+        let out = lmdensity(
+            dir.path(),
+            &[
+                "eval",
+                "--model",
+                "smollm2-135m-instruct",
+                "--backend",
+                backend,
+                "--tasks-file",
+                tasks.to_str().expect("utf8"),
+                "--tasks",
+                "sums",
+                "--limit",
+                "1",
+                "--apply-chat-template",
+                "--system-prompt",
+                "Answer with a number.",
+                "--threads",
+                "2",
+                "--quiet",
+            ],
+        );
+        assert!(out.status.success(), "{backend}: {}", stderr(&out));
+        let run = run_dirs(&dir.path().join("results"))
+            .into_iter()
+            .find(|r| {
+                let m = std::fs::read_to_string(r.join("manifest.json")).expect("manifest");
+                !prompts.iter().any(|(_, d, _, _)| d == r) && m.contains("sums")
+            })
+            .expect("the new run");
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(run.join("manifest.json")).expect("manifest"))
+                .expect("json");
+        let g = generations(&run).remove(0);
+        prompts.push((
+            manifest["settings"]["prompt_item_0"].clone(),
+            run,
+            g.n_prompt_tokens,
+            g,
+        ));
+    }
+    let (llama, candle) = (&prompts[0], &prompts[1]);
+    assert_eq!(llama.0, candle.0, "the same rendered prompt");
+    assert!(
+        llama.0.as_str().is_some_and(|p| p
+            .starts_with("<|im_start|>system\nAnswer with a number.<|im_end|>\n<|im_start|>user\nQuestion: What is 1 plus 1?")),
+        "{}",
+        llama.0
+    );
+    assert_eq!(llama.2, candle.2, "the same prompt tokens");
+    assert!(!candle.3.text.contains("<|im_end|>"), "{:?}", candle.3);
+}
+
 /// The curated generative runs (`scripts/curate-generative`): complete, one generation per item,
 /// and every stored exact match recomputed from the samples' texts and references.
 #[test]

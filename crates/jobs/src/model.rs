@@ -199,28 +199,18 @@ impl LoadedModel {
         })
     }
 
-    /// The model's chat template and the texts of its BOS and EOS tokens (llama.cpp: from the
-    /// GGUF); `None` where the model has no template.
-    pub fn chat_template(&self) -> Result<Option<(String, String, String)>> {
-        match self {
-            LoadedModel::LlamaCpp(m) => {
-                let text = |t: Option<TokenId>| t.and_then(|t| m.token_text(t)).unwrap_or_default();
-                Ok(m
-                    .chat_template()
-                    .map(|t| (t, text(m.info().bos), text(m.info().eos))))
-            }
-            LoadedModel::Candle(_) => Err(crate::error::JobError::Invalid(
-                "--apply-chat-template: the candle engine does not read chat templates yet; use llama.cpp".into(),
-            )),
-        }
-    }
-
     /// Tokenizes a rendered chat prompt, its control-token syntax standing for the special
     /// tokens themselves.
     pub fn tokenize_chat(&self, text: &str) -> Result<Vec<TokenId>> {
         match self {
             LoadedModel::LlamaCpp(m) => Ok(m.tokenize_with_special_tokens(text)),
-            LoadedModel::Candle(m) => Ok(m.tokenize(text, false)?),
+            LoadedModel::Candle(m) => Ok(m
+                .tokenizer()
+                .encode_with_special_tokens(text)
+                .map_err(|e| crate::error::JobError::Invalid(e.to_string()))?
+                .into_iter()
+                .map(|id| id as TokenId)
+                .collect()),
         }
     }
 
@@ -255,6 +245,35 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// The model's chat template and the texts of its BOS and EOS tokens: the GGUF's
+    /// `tokenizer.chat_template` (either engine), or an HF directory's `tokenizer_config.json`
+    /// `chat_template` (or its `chat_template.jinja`); `None` where the model has none.
+    pub fn chat_template(&self) -> Result<Option<(String, String, String)>> {
+        match &self.model {
+            LoadedModel::LlamaCpp(m) => {
+                let text = |t: Option<TokenId>| t.and_then(|t| m.token_text(t)).unwrap_or_default();
+                Ok(m.chat_template()
+                    .map(|t| (t, text(m.info().bos), text(m.info().eos))))
+            }
+            LoadedModel::Candle(m) => {
+                let text = |t: Option<TokenId>| {
+                    t.and_then(|t| u32::try_from(t).ok())
+                        .and_then(|t| m.tokenizer().token_content(t))
+                        .unwrap_or_default()
+                };
+                let source = match &self.header {
+                    Some(header) => header
+                        .metadata
+                        .get("tokenizer.chat_template")
+                        .and_then(gguf::GgufValue::as_str)
+                        .map(str::to_string),
+                    None => hf_chat_template(self.resolved.weights())?,
+                };
+                Ok(source.map(|s| (s, text(m.info().bos), text(m.info().eos))))
+            }
+        }
+    }
+
     /// Engine and weight handling, as resume keys and tables name it: `llama.cpp`,
     /// `candle-quantized`, `candle-f32`, `candle-bf16`, `candle-f16`.
     pub fn backend_label(&self) -> String {
@@ -544,4 +563,43 @@ pub(crate) fn dtype_of(choice: Dtype) -> lmdensity_candle::DType {
         Dtype::Bf16 => lmdensity_candle::DType::BF16,
         Dtype::F16 => lmdensity_candle::DType::F16,
     }
+}
+
+/// An HF directory's chat template: `tokenizer_config.json`'s `chat_template` (a string, or a
+/// list of named templates of which `default` is taken), else `chat_template.jinja`.
+fn hf_chat_template(weights: &Path) -> Result<Option<String>> {
+    let dir = if weights.is_dir() {
+        weights
+    } else {
+        weights.parent().unwrap_or(Path::new("."))
+    };
+    let config = dir.join("tokenizer_config.json");
+    if config.is_file() {
+        let text = std::fs::read_to_string(&config)
+            .with_context(|| format!("reading {}", config.display()))?;
+        let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            crate::error::JobError::Invalid(format!("{}: not JSON: {e}", config.display()))
+        })?;
+        match &json["chat_template"] {
+            serde_json::Value::String(t) => return Ok(Some(t.clone())),
+            serde_json::Value::Array(named) => {
+                let pick = named
+                    .iter()
+                    .find(|t| t["name"] == "default")
+                    .or_else(|| named.first());
+                if let Some(t) = pick.and_then(|t| t["template"].as_str()) {
+                    return Ok(Some(t.to_string()));
+                }
+            }
+            _ => {}
+        }
+    }
+    let jinja = dir.join("chat_template.jinja");
+    if jinja.is_file() {
+        return Ok(Some(
+            std::fs::read_to_string(&jinja)
+                .with_context(|| format!("reading {}", jinja.display()))?,
+        ));
+    }
+    Ok(None)
 }

@@ -345,9 +345,9 @@ impl TaskJob {
             );
         }
         let template = if self.chat.apply {
-            let Some((source, bos, eos)) = engine.model.chat_template()? else {
+            let Some((source, bos, eos)) = engine.chat_template()? else {
                 bail!(
-                    "--apply-chat-template: {} has no chat template (GGUF tokenizer.chat_template is absent)",
+                    "--apply-chat-template: {} has no chat template (neither a GGUF tokenizer.chat_template nor an HF tokenizer_config.json chat_template)",
                     engine.record.id
                 );
             };

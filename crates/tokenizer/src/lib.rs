@@ -66,6 +66,9 @@ pub struct TextTokenizer {
     source: PathBuf,
     how: String,
     pieces: Pieces,
+    /// A copy that parses special tokens written in the text (for chat prompts), made on first
+    /// use.
+    with_specials: std::sync::OnceLock<Tokenizer>,
 }
 
 /// What generation needs to turn one token back into bytes, read once from the tokenizer:
@@ -160,6 +163,7 @@ impl TextTokenizer {
         // tokenizes without parse_special: they must not become control ids.
         inner.set_encode_special_tokens(true);
         Ok(TextTokenizer {
+            with_specials: std::sync::OnceLock::new(),
             pieces: Pieces::of(&inner),
             inner,
             source: path.to_path_buf(),
@@ -255,6 +259,7 @@ impl TextTokenizer {
         }
         inner.set_encode_special_tokens(true);
         Ok(TextTokenizer {
+            with_specials: std::sync::OnceLock::new(),
             pieces: Pieces::of(&inner),
             inner,
             source: path.to_path_buf(),
@@ -273,6 +278,29 @@ impl TextTokenizer {
                 detail: e.to_string(),
             })?;
         Ok(encoding.get_ids().to_vec())
+    }
+
+    /// Token ids of a rendered chat prompt: special tokens written in it (`<|im_start|>`) are
+    /// those tokens, as llama.cpp tokenizes with `parse_special`; no BOS is added (templates
+    /// write it).
+    pub fn encode_with_special_tokens(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let tokenizer = self.with_specials.get_or_init(|| {
+            let mut copy = self.inner.clone();
+            copy.set_encode_special_tokens(false);
+            copy
+        });
+        let encoding = tokenizer
+            .encode(text, false)
+            .map_err(|e| TokenizerError::Encode {
+                path: self.source.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// A token as the vocabulary spells it (`<|im_end|>`, `Ġthe`).
+    pub fn token_content(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
     }
 
     /// Text of `ids` (special tokens skipped).
