@@ -509,16 +509,7 @@ pub fn lm_eval_results(
                 None if name == "pass@1" => (name, "create_test"),
                 None => (name, "none"),
             };
-            if ![
-                "acc",
-                "acc_norm",
-                "acc_bytes",
-                "perplexity",
-                "exact_match",
-                "pass@1",
-            ]
-            .contains(&name)
-            {
+            if !lmdensity_tasks::spec::KNOWN_METRICS.contains(&name) {
                 continue;
             }
             entry.insert(format!("{name},{filter}"), json!(metric.value));

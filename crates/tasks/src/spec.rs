@@ -256,7 +256,8 @@ pub struct TaskSet {
     pub groups: Vec<GroupSpec>,
 }
 
-const KNOWN_METRICS: [&str; 6] = [
+/// The metrics a task may declare (lm-eval's names).
+pub const KNOWN_METRICS: [&str; 6] = [
     "acc",
     "acc_norm",
     "acc_bytes",

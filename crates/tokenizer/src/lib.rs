@@ -270,8 +270,11 @@ impl TextTokenizer {
     /// Token ids of `text`, without BOS or other added tokens; special tokens spelled out in
     /// the text are tokenized as text (llama.cpp's `parse_special = false`).
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self
-            .inner
+        self.encode_by(&self.inner, text)
+    }
+
+    fn encode_by(&self, tokenizer: &Tokenizer, text: &str) -> Result<Vec<u32>, TokenizerError> {
+        let encoding = tokenizer
             .encode(text, false)
             .map_err(|e| TokenizerError::Encode {
                 path: self.source.clone(),
@@ -289,13 +292,7 @@ impl TextTokenizer {
             copy.set_encode_special_tokens(false);
             copy
         });
-        let encoding = tokenizer
-            .encode(text, false)
-            .map_err(|e| TokenizerError::Encode {
-                path: self.source.clone(),
-                detail: e.to_string(),
-            })?;
-        Ok(encoding.get_ids().to_vec())
+        self.encode_by(tokenizer, text)
     }
 
     /// A token as the vocabulary spells it (`<|im_end|>`, `Ġthe`).
