@@ -7,8 +7,8 @@ use std::process::Command;
 
 use crate::util::*;
 
-/// The seven figures every report has, in order.
-const FIGURES: [&str; 8] = [
+/// The figures every report has, in order.
+const FIGURES: [&str; 9] = [
     "task-accuracy",
     "store-loss-error",
     "loss-error",
@@ -16,6 +16,7 @@ const FIGURES: [&str; 8] = [
     "density-trend",
     "throughput",
     "quality-frontier",
+    "effective-params-frontier",
     "reliability",
 ];
 
@@ -61,6 +62,10 @@ fn fixture_store(root: &Path) -> PathBuf {
         copy_dir(&run, &store.join(run.file_name().expect("name")));
     }
     copy_dir(&curated.join("laws/analyses"), &store.join("analyses"));
+    copy_dir(
+        &curated.join("sweep-quant/gemma-3-270m/runs/analyses"),
+        &store.join("analyses"),
+    );
     // A run stopped before its first metrics write: manifest only.
     let copa = pick("tasks-gemma-core", "gemma-3-270m-task-copa");
     let stopped = store.join("20261123T000000-gemma-3-270m-task-piqa-stopped");
@@ -270,8 +275,8 @@ fn html_report_opens_in_chromium_with_every_plot_no_errors_no_network() {
     }
     let drawn = view.dom.matches("class=\"plot\"").count();
     let missing = view.dom.matches("class=\"missing\"").count();
-    assert_eq!((drawn, missing), (7, 1), "seven plots and the refused fit");
-    assert_eq!(view.dom.matches("<svg").count(), 7);
+    assert_eq!((drawn, missing), (8, 1), "eight plots and the refused fit");
+    assert_eq!(view.dom.matches("<svg").count(), 8);
     // Calibration recomputed from the task runs' samples.
     assert!(
         text.contains("ECE (10)") && text.contains("AUROC"),

@@ -36,6 +36,7 @@ pub fn figures(data: &Collected) -> Vec<Figure> {
         density_trend(data),
         throughput(data),
         quality_frontier(data),
+        effective_params_frontier(data),
     ]
 }
 
@@ -469,11 +470,11 @@ fn density_trend(data: &Collected) -> Figure {
     let chart = match analysis {
         None => Err("No `trend` analysis in the store: `lmdensity trend` makes one.".into()),
         Some(a) => {
-            let measured = data
-                .analyses
-                .iter()
-                .rev()
-                .find(|d| d.kind == "density" && same_protocol(&d.result, &a.result));
+            let measured = data.analyses.iter().rev().find(|d| {
+                d.kind == "density"
+                    && d.result.get("sweep").is_none()
+                    && same_protocol(&d.result, &a.result)
+            });
             trend_chart(&a.result, measured.map(|d| &d.result))
         }
     };
@@ -866,6 +867,88 @@ fn quality_frontier(data: &Collected) -> Figure {
     }
 }
 
+/// N̂ of each quantized variant of a sweep against its bits per weight, one line per model,
+/// from the latest `density --sweep` analysis per model.
+fn effective_params_frontier(data: &Collected) -> Figure {
+    let mut by_model: BTreeMap<String, &Value> = BTreeMap::new();
+    for a in data.analyses.iter().filter(|a| a.kind == "density") {
+        if let Some(sweep) = a.result.get("sweep") {
+            let model = sweep["model"].as_str().unwrap_or_default().to_string();
+            by_model.insert(model, sweep);
+        }
+    }
+    let mut series = Vec::new();
+    let mut tasks = std::collections::BTreeSet::new();
+    for (colour, (model, sweep)) in by_model.iter().enumerate() {
+        let mut markers: Vec<Marker> = sweep["variants"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                let estimate = &v["estimate"];
+                let n_hat = estimate["effective_params"].as_f64()? / 1e6;
+                let ci = estimate["effective_params_ci"].as_array();
+                let interval =
+                    ci.and_then(|c| Some((c.first()?.as_f64()? / 1e6, c.get(1)?.as_f64()? / 1e6)));
+                Some(Marker {
+                    x: v["bits_per_weight"].as_f64()?,
+                    y: n_hat,
+                    interval,
+                    label: v["variant"]
+                        .as_str()
+                        .map(|l| l.split(' ').next().unwrap_or(l).to_string()),
+                })
+            })
+            .collect();
+        if markers.is_empty() {
+            continue;
+        }
+        for t in sweep["tasks"].as_array().into_iter().flatten() {
+            tasks.insert(t.as_str().unwrap_or_default().to_string());
+        }
+        markers.sort_by(|a, b| a.x.total_cmp(&b.x));
+        series.push(Series {
+            name: String::new(),
+            colour,
+            layer: Layer::Line(markers.iter().map(|m| (m.x, m.y)).collect()),
+        });
+        series.push(Series {
+            name: model.clone(),
+            colour,
+            layer: Layer::Points(markers),
+        });
+    }
+    let chart = if series.is_empty() {
+        Err("No `density --sweep` analysis in the store: `lmdensity density --sweep sweep.json` makes one per quantization sweep.".into())
+    } else {
+        Ok(Chart::Xy(XyChart {
+            title: "Effective parameters vs bits per weight".into(),
+            x: Axis::log("bits per weight (file size × 8 / parameters)"),
+            y: Axis::log("effective parameters (millions)"),
+            series,
+            legend: LegendAt::UpperRight,
+        }))
+    };
+    Figure {
+        id: "effective-params-frontier",
+        title: "Effective parameters vs bits per weight".into(),
+        caption: format!(
+            "Effective parameter size N̂ of each file of a quantization sweep (the Pythia reference \
+             fit's size for the file's accuracy on {}; whiskers: 95% bootstrap interval, which \
+             includes the accuracy's own stderr) against its bits per weight (both axes logarithmic), one line per model: \
+             the frontier a quantization is picked from. Accuracies on a few hundred items put \
+             most variants within each other's intervals; the curated sweeps' tables say which \
+             differ by more than 2 stderr.",
+            if tasks.is_empty() {
+                "the sweep's tasks".to_string()
+            } else {
+                tasks.into_iter().collect::<Vec<_>>().join(", ")
+            }
+        ),
+        chart,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,7 +957,7 @@ mod tests {
     #[test]
     fn an_empty_store_gives_every_figure_with_a_reason() {
         let figs = figures(&Collected::default());
-        assert_eq!(figs.len(), 7);
+        assert_eq!(figs.len(), 8);
         for f in &figs {
             let reason = f.chart.as_ref().expect_err("nothing to draw");
             assert!(
