@@ -167,11 +167,6 @@ impl ExactMatch {
         text
     }
 
-    /// Whether `answer` matches `reference` after normalisation.
-    pub fn matches(&self, answer: &str, reference: &str) -> bool {
-        self.normalise(answer) == self.normalise(reference)
-    }
-
     /// Whether `answer` matches the sample's reference or any answer it also accepts (lm-eval
     /// scores a list of targets as right when any one matches).
     pub fn matches_any(&self, answer: &str, sample: &GenerationSample) -> bool {
